@@ -1,0 +1,148 @@
+"""Prometheus metrics: a collector that reads the poller's state at scrape time.
+
+Gauges are derived from the State when scraped, so "no sample before the first answer" needs no
+bookkeeping; only the request counter and the latency histogram are updated as polls happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from . import __version__
+from .outcome import Outcome
+from .readiness import State, Verdict
+
+# Whoami is one small JSON answer: most calls take tens of milliseconds; the top buckets catch a
+# struggling upstream before --timeout does.
+# The *_created series only add noise for a single long-lived process; this is an application, so
+# the process-wide switch is ours to flip.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Source(Protocol):
+    def snapshot(self) -> State: ...
+    def verdict(self) -> Verdict: ...
+
+
+class StateCollector(Collector):
+    def __init__(self, source: Source) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        state, verdict = self._source.snapshot(), self._source.verdict()
+        yield _gauge("layers_ready", "1 when /readyz would answer 200.", int(verdict.ready))
+
+        whoami = state.whoami
+        if whoami is not None:
+            yield _gauge(
+                "layers_credit_balance",
+                "creditBalance of the last good whoami answer.",
+                whoami.credit_balance,
+            )
+            info = GaugeMetricFamily(
+                "layers_whoami_info",
+                "Who the key is, from the last good whoami answer.",
+                labels=["organization_id", "workspace_id", "organization_name", "api_key_id"],
+            )
+            info.add_metric(
+                [
+                    whoami.organization_id,
+                    whoami.workspace_id,
+                    whoami.organization_name,
+                    whoami.api_key_id,
+                ],
+                1,
+            )
+            yield info
+
+        tier = GaugeMetricFamily(
+            "layers_rate_limit_tier",
+            "1 for the key's current rate-limit tier, 0 for the others.",
+            labels=["tier"],
+        )
+        current = whoami.rate_limit_tier if whoami else None
+        for name in state.tiers:
+            tier.add_metric([name], int(name == current))
+        yield tier
+
+        if state.kill_switch is not None:
+            yield _gauge(
+                "layers_kill_switch",
+                "1 while the kill switch is engaged (a 200 flag or a 503 KILL_SWITCH).",
+                int(state.kill_switch),
+            )
+        if state.access_revoked is not None:
+            yield _gauge(
+                "layers_api_access_revoked",
+                "1 while the organization's API access is revoked.",
+                int(state.access_revoked),
+            )
+        if state.last_success_at is not None:
+            yield _gauge(
+                "layers_whoami_last_success_timestamp_seconds",
+                "Unix time of the last ok whoami answer.",
+                state.last_success_at,
+            )
+        yield _gauge(
+            "layers_whoami_consecutive_failures",
+            "Failed polls since the last ok answer.",
+            state.consecutive_failures,
+        )
+        if state.rate_limit_limit is not None:
+            yield _gauge(
+                "layers_rate_limit_limit",
+                "X-RateLimit-Limit of the last answer that sent it.",
+                state.rate_limit_limit,
+            )
+        if state.rate_limit_remaining is not None:
+            yield _gauge(
+                "layers_rate_limit_remaining",
+                "X-RateLimit-Remaining of the last answer that sent it.",
+                state.rate_limit_remaining,
+            )
+        build = GaugeMetricFamily(
+            "layers_sidecar_build_info", "1; the running version.", labels=["version"]
+        )
+        build.add_metric([__version__], 1)
+        yield build
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+class Metrics:
+    """The registry of one sidecar, and the two instruments updated as polls happen."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._requests = Counter(
+            "layers_whoami_requests",
+            "whoami polls by outcome.",
+            labelnames=["outcome"],
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "layers_whoami_request_duration_seconds",
+            "Time of each whoami call.",
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        for outcome in Outcome:
+            # Every outcome present from the start, so rate() and increase() see the first one.
+            self._requests.labels(outcome=outcome.value)
+
+    def watch(self, source: Source) -> None:
+        """Derives the gauges from `source` at every scrape."""
+        self.registry.register(StateCollector(source))
+
+    def observe(self, outcome: Outcome, seconds: float) -> None:
+        self._requests.labels(outcome=outcome.value).inc()
+        self._duration.observe(seconds)

@@ -1,0 +1,149 @@
+"""Results over time → a readiness Verdict. Pure: the clock is always passed in.
+
+`advance` folds one poll into the State; `verdict` reads the State at a moment. Staleness is
+decided when read, not when polled, so a long Retry-After cannot keep a pod ready past
+--stale-after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from .outcome import KNOWN_TIERS, Outcome, Result, Whoami
+
+
+class Reason(StrEnum):
+    OK = "ok"
+    STARTING = "starting"
+    STALE = "stale"
+    KILL_SWITCH = "kill_switch"
+    ACCESS_REVOKED = "access_revoked"
+    UNAUTHENTICATED = "unauthenticated"
+    BILLING_EXHAUSTED = "billing_exhausted"
+    CLIENT_ERROR = "client_error"
+    CREDITS_LOW = "credits_low"
+    # Not an upstream outcome: the key file is missing, empty or unreadable, so no call was made.
+    KEY_UNAVAILABLE = "key_unavailable"
+
+
+# Verdicts that a transient failure may carry on (while fresh): they came from a good answer.
+_FROM_GOOD_ANSWER = frozenset({Reason.OK, Reason.CREDITS_LOW})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ready: bool
+    reason: Reason
+    detail: str = ""
+
+
+STARTING = Verdict(False, Reason.STARTING, "no answer from whoami yet")
+
+
+@dataclass(frozen=True)
+class Instant:
+    """One moment on both clocks: wall time to show, monotonic time to measure ages."""
+
+    wall: float
+    mono: float
+
+
+@dataclass(frozen=True)
+class State:
+    # The verdict of the last definitive answer (good or hard stop); transients leave it be.
+    base: Verdict = STARTING
+    # True while the latest attempts failed transiently.
+    failing: bool = False
+    whoami: Whoami | None = None
+    kill_switch: bool | None = None
+    access_revoked: bool | None = None
+    min_tier: str | None = None
+    last_outcome: str | None = None
+    last_detail: str = ""
+    last_attempt_at: float | None = None
+    last_success_at: float | None = None
+    last_success_mono: float | None = None
+    last_request_id: str | None = None
+    consecutive_failures: int = 0
+    rate_limit_limit: float | None = None
+    rate_limit_remaining: float | None = None
+    tiers: tuple[str, ...] = field(default=KNOWN_TIERS)
+
+
+def _good_verdict(whoami: Whoami, min_credits: float | None) -> Verdict:
+    if min_credits is not None and whoami.credit_balance < min_credits:
+        return Verdict(
+            False,
+            Reason.CREDITS_LOW,
+            f"creditBalance {whoami.credit_balance:g} is below --min-credits {min_credits:g}",
+        )
+    return Verdict(True, Reason.OK)
+
+
+def advance(state: State, result: Result, at: Instant, *, min_credits: float | None) -> State:
+    """Folds one whoami result into the state."""
+    outcome = result.outcome
+    changes: dict[str, object] = {
+        "last_outcome": outcome.value,
+        "last_detail": result.detail,
+        "last_attempt_at": at.wall,
+        "last_request_id": result.request_id,
+        "consecutive_failures": 0 if outcome is Outcome.OK else state.consecutive_failures + 1,
+        "failing": outcome.transient,
+    }
+    if result.whoami is not None:
+        # Any well-formed 200 updates who the key is, switches on or off.
+        changes["whoami"] = result.whoami
+        if result.whoami.rate_limit_tier not in state.tiers:
+            changes["tiers"] = (*state.tiers, result.whoami.rate_limit_tier)
+    if result.kill_switch is not None:
+        changes["kill_switch"] = result.kill_switch
+    if result.access_revoked is not None:
+        changes["access_revoked"] = result.access_revoked
+    if result.rate_limit_limit is not None:
+        changes["rate_limit_limit"] = result.rate_limit_limit
+    if result.rate_limit_remaining is not None:
+        changes["rate_limit_remaining"] = result.rate_limit_remaining
+
+    if outcome is Outcome.OK:
+        assert result.whoami is not None
+        changes["base"] = _good_verdict(result.whoami, min_credits)
+        changes["last_success_at"] = at.wall
+        changes["last_success_mono"] = at.mono
+    elif outcome.hard_stop:
+        changes["base"] = Verdict(False, Reason(outcome.value), result.detail)
+        if outcome is Outcome.BILLING_EXHAUSTED:
+            changes["min_tier"] = result.min_tier
+    return replace(state, **changes)  # type: ignore[arg-type]
+
+
+def key_unavailable(state: State, detail: str, at: Instant) -> State:
+    """No call could be made: the key is missing. Not ready at once, like a hard stop."""
+    return replace(
+        state,
+        base=Verdict(False, Reason.KEY_UNAVAILABLE, detail),
+        failing=False,
+        last_outcome=Reason.KEY_UNAVAILABLE.value,
+        last_detail=detail,
+        last_attempt_at=at.wall,
+        last_request_id=None,
+        consecutive_failures=state.consecutive_failures + 1,
+    )
+
+
+def verdict(state: State, mono_now: float, *, stale_after: float) -> Verdict:
+    """The verdict at `mono_now`: the base one, unless transient failures have made it stale."""
+    base = state.base
+    if not state.failing or base.reason not in _FROM_GOOD_ANSWER:
+        return base
+    assert state.last_success_mono is not None
+    age = mono_now - state.last_success_mono
+    if age < stale_after:
+        return base
+    return Verdict(
+        False,
+        Reason.STALE,
+        f"no good answer for {age:.0f}s (--stale-after {stale_after:g}s); "
+        f"last outcome {state.last_outcome}",
+    )
