@@ -1,0 +1,210 @@
+"""The outcome table of SPEC.md, row by row, without a network."""
+
+from __future__ import annotations
+
+import json
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import pytest
+
+from sidecar.outcome import Outcome, classify, parse_whoami, retry_wait
+from sidecar.whoami import Answer, Failure
+
+NOW = 1_800_000_000.0
+
+WHOAMI: dict[str, Any] = {
+    "organizationId": "2481fa5c-a404-44ed-a561-565392499abc",
+    "workspaceId": "2481fa5c-a404-44ed-a561-565392499abc",
+    "organizationName": "Acme Growth",
+    "scopes": [],
+    "rateLimitTier": "standard",
+    "killSwitch": False,
+    "apiAccessRevoked": False,
+    "apiKeyId": "c2037bb9-354d-4662-96b7-97a28ad6b6e1",
+    "creditBalance": 2540,
+}
+
+
+def ok(**changes: Any) -> Answer:
+    return Answer(status=200, body=json.dumps({**WHOAMI, **changes}).encode())
+
+
+def error(status: int, code: str | None = None, **extra: Any) -> Answer:
+    body = {"error": {"code": code, "message": "whatever", "requestId": "req_1", **extra}}
+    return Answer(status=status, body=json.dumps(body).encode())
+
+
+def test_a_healthy_key_is_ok_and_keeps_every_field() -> None:
+    result = classify(ok(), NOW)
+    assert result.outcome is Outcome.OK
+    assert result.whoami is not None
+    assert result.whoami.organization_name == "Acme Growth"
+    assert result.whoami.credit_balance == 2540
+    assert (result.kill_switch, result.access_revoked) == (False, False)
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        (ok(killSwitch=True), Outcome.KILL_SWITCH),
+        (ok(apiAccessRevoked=True), Outcome.ACCESS_REVOKED),
+        (error(503, "KILL_SWITCH"), Outcome.KILL_SWITCH),
+        (error(401, "UNAUTHENTICATED"), Outcome.UNAUTHENTICATED),
+        (
+            error(402, "BILLING_EXHAUSTED", details={"minTier": "partner"}),
+            Outcome.BILLING_EXHAUSTED,
+        ),
+        (error(403, "FORBIDDEN"), Outcome.CLIENT_ERROR),
+        (error(404, "NOT_FOUND"), Outcome.CLIENT_ERROR),
+        (error(418), Outcome.CLIENT_ERROR),
+        (Answer(status=302), Outcome.CLIENT_ERROR),
+        (error(429, "RATE_LIMITED"), Outcome.RATE_LIMITED),
+        (error(500, "INTERNAL"), Outcome.SERVER_ERROR),
+        (error(502), Outcome.SERVER_ERROR),
+        (error(503, "UNAVAILABLE"), Outcome.SERVER_ERROR),
+        (Answer(status=503, body=b"<html>busy</html>"), Outcome.SERVER_ERROR),
+        (Answer(failure=Failure.TIMEOUT), Outcome.TIMEOUT),
+        (Answer(failure=Failure.NETWORK, detail="refused"), Outcome.NETWORK_ERROR),
+        (Answer(status=200, body=b"not json"), Outcome.INVALID_RESPONSE),
+        (Answer(status=200, body=b"[]"), Outcome.INVALID_RESPONSE),
+        (Answer(status=204), Outcome.INVALID_RESPONSE),
+        (Answer(status=200, body=b"{" * 10, too_large=True), Outcome.INVALID_RESPONSE),
+    ],
+)
+def test_the_outcome_table(answer: Answer, outcome: Outcome) -> None:
+    assert classify(answer, NOW).outcome is outcome
+
+
+def test_hard_stops_and_transients_partition_the_failures() -> None:
+    hard = {o for o in Outcome if o.hard_stop}
+    transient = {o for o in Outcome if o.transient}
+    assert hard == {
+        Outcome.KILL_SWITCH,
+        Outcome.ACCESS_REVOKED,
+        Outcome.UNAUTHENTICATED,
+        Outcome.BILLING_EXHAUSTED,
+        Outcome.CLIENT_ERROR,
+    }
+    assert hard | transient | {Outcome.OK} == set(Outcome)
+    assert not hard & transient
+
+
+def test_branching_is_on_code_never_on_message() -> None:
+    answer = error(503, "UNAVAILABLE")
+    body = json.loads(answer.body)
+    body["error"]["message"] = "KILL_SWITCH engaged"
+    assert classify(Answer(status=503, body=json.dumps(body).encode()), NOW).outcome is (
+        Outcome.SERVER_ERROR
+    )
+
+
+def test_an_error_body_that_is_not_json_counts_by_its_status() -> None:
+    assert classify(Answer(status=401, body=b"nope"), NOW).outcome is Outcome.UNAUTHENTICATED
+    assert classify(Answer(status=402, body=b""), NOW).outcome is Outcome.BILLING_EXHAUSTED
+
+
+def test_billing_exhausted_keeps_min_tier() -> None:
+    result = classify(error(402, "BILLING_EXHAUSTED", details={"minTier": "partner"}), NOW)
+    assert result.min_tier == "partner"
+
+
+def test_a_200_with_a_switch_still_states_who_the_key_is() -> None:
+    result = classify(ok(killSwitch=True, creditBalance=5), NOW)
+    assert result.whoami is not None
+    assert result.whoami.credit_balance == 5
+    assert result.kill_switch is True
+    assert classify(error(503, "KILL_SWITCH"), NOW).kill_switch is True
+    assert classify(error(401), NOW).kill_switch is None
+    assert classify(Answer(failure=Failure.TIMEOUT), NOW).kill_switch is None
+
+
+def test_unknown_tier_and_unknown_fields_are_accepted() -> None:
+    result = classify(ok(rateLimitTier="platinum", futureField={"x": 1}, scopes=["a"]), NOW)
+    assert result.outcome is Outcome.OK
+    assert result.whoami is not None
+    assert result.whoami.rate_limit_tier == "platinum"
+
+
+@pytest.mark.parametrize("field", [f for f in WHOAMI if f != "scopes"])
+def test_a_missing_field_is_invalid(field: str) -> None:
+    body = {k: v for k, v in WHOAMI.items() if k != field}
+    result = classify(Answer(status=200, body=json.dumps(body).encode()), NOW)
+    assert result.outcome is Outcome.INVALID_RESPONSE
+    assert field in result.detail
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("organizationId", 42),
+        ("organizationName", None),
+        ("rateLimitTier", ["standard"]),
+        ("killSwitch", "false"),
+        ("killSwitch", 0),
+        ("apiAccessRevoked", None),
+        ("apiKeyId", {}),
+        ("creditBalance", "2540"),
+        ("creditBalance", True),
+        ("creditBalance", None),
+    ],
+)
+def test_a_mistyped_field_is_invalid(field: str, value: object) -> None:
+    result = classify(ok(**{field: value}), NOW)
+    assert result.outcome is Outcome.INVALID_RESPONSE
+    assert result.whoami is None
+
+
+def test_fractional_and_negative_balances_are_numbers() -> None:
+    fractional = parse_whoami(json.dumps({**WHOAMI, "creditBalance": 12.5}).encode())
+    assert not isinstance(fractional, str)
+    assert fractional.credit_balance == 12.5
+    parsed = parse_whoami(json.dumps({**WHOAMI, "creditBalance": -3}).encode())
+    assert not isinstance(parsed, str)
+    assert parsed.credit_balance == -3
+
+
+def test_headers_are_kept() -> None:
+    answer = Answer(
+        status=200,
+        body=ok().body,
+        headers={
+            "X-Request-Id": "req_01ABC",
+            "X-RateLimit-Limit": "600",
+            "X-RateLimit-Remaining": "599",
+        },
+    )
+    result = classify(answer, NOW)
+    assert result.request_id == "req_01ABC"
+    assert (result.rate_limit_limit, result.rate_limit_remaining) == (600, 599)
+
+
+def test_the_request_id_of_an_error_body_is_used_when_the_header_is_missing() -> None:
+    assert classify(error(401, "UNAUTHENTICATED"), NOW).request_id == "req_1"
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"Retry-After": "7"}, 7),
+        ({"Retry-After": "7", "X-RateLimit-Reset": "50"}, 7),
+        ({"X-RateLimit-Reset": "50"}, 50),
+        ({"X-RateLimit-Reset": str(NOW + 12)}, 12),
+        ({"X-RateLimit-Reset": str(NOW - 12)}, 0),
+        ({}, None),
+        ({"Retry-After": "soon"}, None),
+    ],
+)
+def test_how_long_a_429_waits(headers: dict[str, str], wait: float | None) -> None:
+    assert retry_wait(headers, NOW) == wait
+
+
+def test_retry_after_may_be_an_http_date() -> None:
+    now = parsedate_to_datetime("Fri, 15 Jan 2027 08:00:00 GMT").timestamp()
+    headers = {"Retry-After": "Fri, 15 Jan 2027 08:00:05 GMT"}
+    assert retry_wait(headers, now) == pytest.approx(5)
+
+
+def test_a_429_carries_its_wait() -> None:
+    answer = Answer(status=429, body=b"{}", headers={"Retry-After": "3"})
+    assert classify(answer, NOW).retry_after == 3

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sidecar.settings import (
+    AuthScheme,
+    ConfigError,
+    Listen,
+    LogFormat,
+    Secret,
+    load,
+    parse_duration,
+    parse_listen,
+)
+
+KEY = {"LAYERS_API_KEY": "lp_test_k1_FAKEsecretFAKE"}
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("250ms", 0.25), ("10s", 10), ("2m", 120), ("1h", 3600), ("30", 30), ("1.5", 1.5), ("0", 0)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "ten", "10d", "-1s", "1s2", "s"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_defaults_match_the_spec() -> None:
+    settings = load({}, KEY)
+    assert settings.api_url == "https://api.layers.com"
+    assert settings.whoami_url == "https://api.layers.com/v1/whoami"
+    assert settings.auth_scheme is AuthScheme.X_API_KEY
+    assert settings.listen == Listen("0.0.0.0", 8080)
+    assert (settings.interval, settings.timeout, settings.stale_after) == (30, 10, 90)
+    assert settings.deadline == 60
+    assert settings.min_credits is None
+    assert settings.log_format is LogFormat.JSON
+
+
+def test_flag_beats_variable_beats_default() -> None:
+    environ = {**KEY, "LAYERS_SIDECAR_INTERVAL": "5s", "LAYERS_SIDECAR_TIMEOUT": "3s"}
+    settings = load({"interval": "2m"}, environ)
+    assert settings.interval == 120  # the flag
+    assert settings.timeout == 3  # the variable
+    assert settings.stale_after == 90  # the default
+
+
+def test_every_setting_reads_its_variable() -> None:
+    environ = {
+        **KEY,
+        "LAYERS_API_URL": "http://127.0.0.1:9/base/",
+        "LAYERS_AUTH_SCHEME": "bearer",
+        "LAYERS_SIDECAR_LISTEN": "127.0.0.1:9000",
+        "LAYERS_SIDECAR_INTERVAL": "1s",
+        "LAYERS_SIDECAR_TIMEOUT": "500ms",
+        "LAYERS_SIDECAR_STALE_AFTER": "0",
+        "LAYERS_SIDECAR_MIN_CREDITS": "100",
+        "LAYERS_SIDECAR_DEADLINE": "0",
+        "LAYERS_SIDECAR_LOG_FORMAT": "console",
+        "LAYERS_SIDECAR_LOG_LEVEL": "debug",
+    }
+    settings = load({}, environ)
+    assert settings.whoami_url == "http://127.0.0.1:9/base/v1/whoami"
+    assert settings.auth_scheme is AuthScheme.BEARER
+    assert str(settings.listen) == "127.0.0.1:9000"
+    assert (settings.interval, settings.timeout, settings.stale_after) == (1, 0.5, 0)
+    assert (settings.min_credits, settings.deadline) == (100, 0)
+    assert settings.log_format is LogFormat.CONSOLE
+
+
+def test_key_file_and_key_variable_exclude_each_other(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        load({"api_key_file": str(tmp_path / "key")}, KEY)
+
+
+def test_a_key_is_required_and_an_empty_variable_counts_as_unset() -> None:
+    with pytest.raises(ConfigError, match="no key"):
+        load({}, {"LAYERS_API_KEY": ""})
+    settings = load({"api_key_file": "/var/run/key"}, {"LAYERS_API_KEY": ""})
+    assert settings.api_key is None
+    assert settings.api_key_file == Path("/var/run/key")
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "named"),
+    [
+        ({"interval": "soon"}, {}, "--interval"),
+        ({}, {"LAYERS_SIDECAR_INTERVAL": "0"}, "LAYERS_SIDECAR_INTERVAL"),
+        ({"timeout": "-1"}, {}, "--timeout"),
+        ({"api_url": "ftp://example"}, {}, "--api-url"),
+        ({"api_url": "http://x/?q=1"}, {}, "--api-url"),
+        ({}, {"LAYERS_AUTH_SCHEME": "basic"}, "LAYERS_AUTH_SCHEME"),
+        ({"listen": "8080"}, {}, "--listen"),
+        ({"listen": "0.0.0.0:99999"}, {}, "--listen"),
+        ({"min_credits": "lots"}, {}, "--min-credits"),
+        ({"min_credits": "nan"}, {}, "--min-credits"),
+        ({}, {"LAYERS_SIDECAR_LOG_LEVEL": "verbose"}, "LAYERS_SIDECAR_LOG_LEVEL"),
+        ({"log_format": "xml"}, {}, "--log-format"),
+    ],
+)
+def test_a_bad_value_names_its_setting(
+    flags: dict[str, str], environ: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(flags, {**KEY, **environ})
+    assert str(caught.value).startswith(f"{named}: ")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_command_reads_only_its_own_settings() -> None:
+    # `emulate` has no key: a bad poll setting in a shared ConfigMap must not stop it.
+    settings = load(
+        {}, {"LAYERS_SIDECAR_INTERVAL": "bad"}, names=frozenset({"log_format", "log_level"})
+    )
+    assert settings.api_key is None
+
+
+def test_overrides_replace_defaults_but_not_flags_or_variables() -> None:
+    overrides = {"interval": "2s", "listen": "127.0.0.1:8080"}
+    names = frozenset({"interval", "listen"})
+    assert load({}, {}, names=names, overrides=overrides).interval == 2
+    environ = {"LAYERS_SIDECAR_INTERVAL": "7s"}
+    assert load({}, environ, names=names, overrides=overrides).interval == 7
+
+
+def test_parse_listen_accepts_ipv6_and_an_empty_host() -> None:
+    assert parse_listen("[::1]:8080") == Listen("::1", 8080)
+    assert str(parse_listen("[::1]:8080")) == "[::1]:8080"
+    assert parse_listen(":8080") == Listen("0.0.0.0", 8080)
+
+
+def test_the_secret_never_shows_itself() -> None:
+    secret = Secret("lp_test_k1_FAKEsecretFAKE")
+    assert "FAKEsecret" not in repr(secret)
+    assert "FAKEsecret" not in str(secret)
+    settings = load({}, KEY)
+    assert "FAKEsecret" not in repr(settings)
+    assert settings.api_key is not None
+    assert settings.api_key.reveal().endswith("FAKEsecretFAKE")
