@@ -79,7 +79,7 @@ def _iso(timestamp: float | None) -> str | None:
 
 
 def _number(value: float) -> int | float:
-    return int(value) if value.is_integer() else value
+    return int(value) if float(value).is_integer() else value
 
 
 def status_document(state: State, verdict: Verdict) -> dict[str, Any]:

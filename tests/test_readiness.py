@@ -193,6 +193,7 @@ def test_last_outcome_and_request_id_follow_the_latest_attempt() -> None:
     assert state.last_outcome == Outcome.TIMEOUT.value
     assert state.last_request_id is None
     assert state.last_success_at is not None
+    assert state.last_attempt_at is not None
     assert state.last_attempt_at > state.last_success_at
 
 

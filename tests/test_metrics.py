@@ -1,0 +1,148 @@
+"""/metrics: names, no false zeros, tiers, and `promtool check metrics` on the real output."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import replace
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as text_string_to_openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from sidecar import __version__
+from sidecar.metrics import Metrics
+from sidecar.outcome import Outcome
+from sidecar.readiness import Reason, State, Verdict
+from tests.test_server import WHOAMI, FakeSource
+
+
+def scrape(source: FakeSource, metrics: Metrics | None = None) -> dict[str, float]:
+    if metrics is None:
+        metrics = Metrics()
+        metrics.watch(source)
+    text = generate_latest(metrics.registry).decode()
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+def test_before_the_first_answer_there_is_no_false_zero() -> None:
+    samples = scrape(FakeSource())
+    assert samples["layers_ready"] == 0
+    for absent in (
+        "layers_credit_balance",
+        "layers_kill_switch",
+        "layers_api_access_revoked",
+        "layers_whoami_last_success_timestamp_seconds",
+        "layers_rate_limit_limit",
+        "layers_rate_limit_remaining",
+    ):
+        assert absent not in samples, absent
+    assert not any(name.startswith("layers_whoami_info") for name in samples)
+    # Every outcome is there from the start, so increase() sees the first failure.
+    assert samples['layers_whoami_requests_total{outcome="kill_switch"}'] == 0
+    assert samples['layers_sidecar_build_info{version="' + _version() + '"}'] == 1
+
+
+def _version() -> str:
+    return __version__
+
+
+def test_after_a_good_answer() -> None:
+    source = FakeSource(
+        State(
+            whoami=WHOAMI,
+            kill_switch=False,
+            access_revoked=False,
+            last_success_at=1_800_000_000.0,
+            consecutive_failures=0,
+            rate_limit_limit=600,
+            rate_limit_remaining=599,
+        ),
+        Verdict(True, Reason.OK),
+    )
+    samples = scrape(source)
+    assert samples["layers_ready"] == 1
+    assert samples["layers_credit_balance"] == 2540
+    assert samples["layers_kill_switch"] == 0
+    assert samples["layers_api_access_revoked"] == 0
+    assert samples["layers_whoami_last_success_timestamp_seconds"] == 1_800_000_000
+    assert samples["layers_rate_limit_limit"] == 600
+    assert samples["layers_rate_limit_remaining"] == 599
+    info = (
+        'layers_whoami_info{api_key_id="key-1",organization_id="org-1",'
+        'organization_name="Acme Growth",workspace_id="ws-1"}'
+    )
+    assert samples[info] == 1
+
+
+def test_tier_gauge_keeps_known_and_unknown_tiers() -> None:
+    whoami = replace(WHOAMI, rate_limit_tier="platinum")
+    state = State(whoami=whoami, tiers=("standard", "pilot", "partner", "internal", "platinum"))
+    samples = scrape(FakeSource(state, Verdict(True, Reason.OK)))
+    tiers = {
+        key.split('"')[1]: value
+        for key, value in samples.items()
+        if key.startswith("layers_rate_limit_tier")
+    }
+    assert tiers == {"standard": 0, "pilot": 0, "partner": 0, "internal": 0, "platinum": 1}
+
+
+def test_requests_and_durations_are_counted() -> None:
+    source = FakeSource()
+    metrics = Metrics()
+    metrics.watch(source)
+    metrics.observe(Outcome.OK, 0.02)
+    metrics.observe(Outcome.TIMEOUT, 10.0)
+    samples = scrape(source, metrics)
+    assert samples['layers_whoami_requests_total{outcome="ok"}'] == 1
+    assert samples['layers_whoami_requests_total{outcome="timeout"}'] == 1
+    assert samples["layers_whoami_request_duration_seconds_count"] == 2
+    assert samples['layers_whoami_request_duration_seconds_bucket{le="0.025"}'] == 1
+    assert not any(name.endswith("_created") for name in samples)
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is missing: run `scripts/install-tools prometheus` (make test does)")
+    return path
+
+
+def kill_switch_metrics() -> Metrics:
+    source = FakeSource(
+        State(whoami=WHOAMI, kill_switch=True, access_revoked=False, last_success_at=1.0),
+        Verdict(False, Reason.KILL_SWITCH),
+    )
+    metrics = Metrics()
+    metrics.watch(source)
+    metrics.observe(Outcome.KILL_SWITCH, 0.01)
+    return metrics
+
+
+def test_promtool_accepts_the_exposition() -> None:
+    checked = subprocess.run(
+        [promtool(), "check", "metrics"],
+        input=generate_latest(kill_switch_metrics().registry),
+        capture_output=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout == b"", checked.stdout  # no lint findings either
+
+
+def test_the_openmetrics_rendering_parses() -> None:
+    # promtool's linter reads only the classic text format; OpenMetrics is checked by its parser.
+    text = generate_openmetrics(kill_switch_metrics().registry).decode()  # type: ignore[no-untyped-call]
+    assert text.endswith("# EOF\n")
+    families = text_string_to_openmetrics_families(text)  # type: ignore[no-untyped-call]
+    names = {family.name for family in families}
+    assert {"layers_kill_switch", "layers_whoami_requests"} <= names

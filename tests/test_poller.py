@@ -1,0 +1,221 @@
+"""The poll loop against a real emulator over loopback, in-process; timing on fake clocks."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
+
+import pytest
+import structlog
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
+
+from sidecar import emulator
+from sidecar.keys import EnvKey
+from sidecar.outcome import Outcome
+from sidecar.poller import REPEAT_LOG_EVERY, Poller, _Repeats, next_delay, redact
+from sidecar.readiness import Reason
+from sidecar.settings import AuthScheme, Secret, Settings
+from tests.support import FAKE_KEY, FAKE_SECRET
+
+MakeServer = Callable[[web.Application], Awaitable[TestServer]]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: MakeServer) -> TestServer:
+    return await aiohttp_server(emulator.make_app(structlog.get_logger(component="emulator")))
+
+
+def scenario(server: TestServer) -> emulator.Emulator:
+    return server.app[emulator.EMULATOR]
+
+
+@pytest.fixture
+def logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Every log event, the in-process emulator's tagged with component=emulator."""
+    with capture_logs() as captured:
+        yield captured
+
+
+@pytest.fixture
+async def poller(
+    upstream: TestServer, logs: list[MutableMapping[str, Any]]
+) -> AsyncIterator[Poller]:
+    settings = Settings(
+        api_key=Secret(FAKE_KEY), api_url=str(upstream.make_url("/")), interval=1, timeout=0.5
+    )
+    clock = Clock()
+    async with Poller(
+        settings, EnvKey(Secret(FAKE_KEY)), log=structlog.get_logger(), mono=clock
+    ) as running:
+        yield running
+
+
+# Scheduling: pure.
+
+
+def test_good_answers_and_hard_stops_keep_the_interval() -> None:
+    for outcome in (Outcome.OK, Outcome.KILL_SWITCH, Outcome.UNAUTHENTICATED, None):
+        assert next_delay(outcome, failures=5, interval=30, retry_after=None) == 30
+
+
+def test_transients_back_off_exponentially_with_jitter_never_past_the_interval() -> None:
+    def delays(rand: float) -> list[float]:
+        return [
+            next_delay(
+                Outcome.TIMEOUT, failures=n, interval=30, retry_after=None, rand=lambda: rand
+            )
+            for n in range(1, 9)
+        ]
+
+    assert delays(1.0) == [1, 2, 4, 8, 16, 30, 30, 30]
+    assert delays(0.0) == [0.5, 1, 2, 4, 8, 15, 15, 15]
+    assert next_delay(Outcome.SERVER_ERROR, failures=1, interval=0.2, retry_after=None) <= 0.2
+
+
+def test_a_429_waits_for_what_the_upstream_asked_even_past_the_interval() -> None:
+    assert next_delay(Outcome.RATE_LIMITED, failures=1, interval=30, retry_after=120) == 120
+    assert next_delay(Outcome.RATE_LIMITED, failures=1, interval=30, retry_after=None) == 30
+
+
+def test_repeated_failures_are_logged_at_start_then_once_a_minute() -> None:
+    repeats = _Repeats()
+    assert repeats.note("timeout", 0) == 1
+    assert repeats.note("timeout", 30) is None
+    assert repeats.note("timeout", REPEAT_LOG_EVERY) == 3
+    assert repeats.note("server_error", 61) == 1  # a different failure starts a new run
+    assert repeats.note(None, 62) is None
+    assert repeats.note("server_error", 63) == 1
+
+
+def test_redact_removes_the_key_and_its_secret_part() -> None:
+    text = f"upstream said {FAKE_KEY} and {FAKE_SECRET}"
+    cleaned = redact(text, Secret(FAKE_KEY))
+    assert FAKE_SECRET not in cleaned
+    assert cleaned.count("[redacted]") == 2
+
+
+# One attempt against the emulator.
+
+
+async def test_a_good_poll(poller: Poller, logs: list[MutableMapping[str, Any]]) -> None:
+    result = await poller.poll_once()
+    assert result is not None
+    assert result.outcome is Outcome.OK
+    assert poller.verdict().ready
+    state = poller.snapshot()
+    assert state.whoami is not None
+    assert state.whoami.organization_name == "Acme Growth"
+    assert state.last_request_id is not None
+    assert state.last_request_id.startswith("req_")
+    events = [e for e in logs if e.get("component") != "emulator"]
+    assert [e["event"] for e in events] == ["whoami", "ready"]
+    logs = events
+    assert logs[0]["log_level"] == "debug"
+    assert logs[1]["log_level"] == "info"
+    assert logs[1]["apiKeyId"] == emulator.api_key_id("k1")
+    assert logs[1]["organizationId"] == "2481fa5c-a404-44ed-a561-565392499abc"
+
+
+async def test_a_kill_switch_is_logged_at_error_with_context(
+    poller: Poller, upstream: TestServer, logs: list[MutableMapping[str, Any]]
+) -> None:
+    scenario(upstream).scenario.killSwitch = True
+    await poller.poll_once()
+    assert poller.verdict().reason is Reason.KILL_SWITCH
+    failed = next(e for e in logs if e["event"] == "whoami failed")
+    assert failed["log_level"] == "warning"
+    assert failed["outcome"] == "kill_switch"
+    assert failed["requestId"].startswith("req_")
+    changed = next(e for e in logs if e["event"] == "not ready")
+    assert changed["log_level"] == "error"
+    assert changed["reason"] == "kill_switch"
+
+
+@pytest.mark.parametrize(
+    ("patch", "outcome"),
+    [
+        ({"delay": 2}, Outcome.TIMEOUT),
+        ({"failure": "reset"}, Outcome.NETWORK_ERROR),
+        ({"failure": "truncated"}, Outcome.NETWORK_ERROR),
+        ({"failure": "garbage"}, Outcome.INVALID_RESPONSE),
+        ({"failure": "huge"}, Outcome.INVALID_RESPONSE),
+        ({"failure": "redirect"}, Outcome.CLIENT_ERROR),
+        ({"failure": "billing_exhausted"}, Outcome.BILLING_EXHAUSTED),
+        ({"failure": "kill_switch"}, Outcome.KILL_SWITCH),
+        ({"failure": "rate_limited", "retryAfter": 9}, Outcome.RATE_LIMITED),
+    ],
+)
+async def test_upstream_faults_become_outcomes(
+    poller: Poller, upstream: TestServer, patch: dict[str, Any], outcome: Outcome
+) -> None:
+    app_state = scenario(upstream)
+    app_state.scenario = emulator.updated(app_state.scenario, patch)
+    result = await poller.poll_once()
+    assert result is not None
+    assert result.outcome is outcome
+    if outcome is Outcome.RATE_LIMITED:
+        assert result.retry_after == 9
+
+
+async def test_redirects_are_not_followed(poller: Poller, upstream: TestServer) -> None:
+    scenario(upstream).scenario.failure = "redirect"
+    await poller.poll_once()
+    # Only the one request reached the emulator; nothing went to the Location.
+    assert scenario(upstream).whoami_requests == 1
+
+
+async def test_connection_refused_is_a_network_error(logs: list[MutableMapping[str, Any]]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(api_key=Secret(FAKE_KEY), api_url=f"http://127.0.0.1:{port}", timeout=1)
+    async with Poller(settings, EnvKey(Secret(FAKE_KEY)), log=structlog.get_logger()) as poller:
+        result = await poller.poll_once()
+    assert result is not None
+    assert result.outcome is Outcome.NETWORK_ERROR
+    assert "127.0.0.1" in result.detail
+
+
+async def test_bearer_scheme(upstream: TestServer) -> None:
+    settings = Settings(
+        api_key=Secret(FAKE_KEY), api_url=str(upstream.make_url("/")), auth_scheme=AuthScheme.BEARER
+    )
+    async with Poller(settings, EnvKey(Secret(FAKE_KEY)), log=structlog.get_logger()) as poller:
+        await poller.poll_once()
+    assert scenario(upstream).last_auth == "bearer"
+
+
+async def test_liveness_follows_the_loop(poller: Poller) -> None:
+    assert not poller.alive()
+    poller.start()
+    assert poller.alive()
+    await poller.stop()
+    assert not poller.alive()
+
+
+async def test_a_stalled_loop_is_not_alive(upstream: TestServer) -> None:
+    clock = Clock()
+    settings = Settings(api_key=Secret(FAKE_KEY), api_url=str(upstream.make_url("/")), interval=1)
+    async with Poller(
+        settings, EnvKey(Secret(FAKE_KEY)), log=structlog.get_logger(), mono=clock
+    ) as poller:
+        scenario(upstream).scenario.delay = 3600  # the request never ends on its own...
+        poller.start()
+        async with asyncio.timeout(5):
+            while scenario(upstream).whoami_requests == 0:  # noqa: ASYNC110 (a counter, no event)
+                await asyncio.sleep(0.01)
+        assert poller.alive()
+        clock.now += settings.timeout + 11  # ...and the clock says it is far past its timeout
+        assert not poller.alive()

@@ -1,0 +1,182 @@
+"""The probe endpoints, answered from a fake source: no poller, no network."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from sidecar.metrics import Metrics
+from sidecar.outcome import Whoami
+from sidecar.readiness import STARTING, Reason, State, Verdict
+from sidecar.server import make_app, status_document
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[[web.Application], Awaitable[Client]]
+
+WHOAMI = Whoami(
+    organization_id="org-1",
+    workspace_id="ws-1",
+    organization_name="Acme Growth",
+    rate_limit_tier="standard",
+    kill_switch=False,
+    api_access_revoked=False,
+    api_key_id="key-1",
+    credit_balance=2540,
+)
+
+
+@dataclass
+class FakeSource:
+    state: State = field(default_factory=State)
+    current: Verdict = STARTING
+    is_alive: bool = True
+
+    def snapshot(self) -> State:
+        return self.state
+
+    def verdict(self) -> Verdict:
+        return self.current
+
+    def alive(self) -> bool:
+        return self.is_alive
+
+
+@pytest.fixture
+def source() -> FakeSource:
+    return FakeSource()
+
+
+@pytest.fixture
+async def client(aiohttp_client: MakeClient, source: FakeSource) -> Client:
+    metrics = Metrics()
+    metrics.watch(source)
+    return await aiohttp_client(make_app(source, metrics.registry))
+
+
+async def test_readyz_ok(client: Client, source: FakeSource) -> None:
+    source.current = Verdict(True, Reason.OK)
+    response = await client.get("/readyz")
+    assert (response.status, await response.text()) == (200, "ok\n")
+
+
+async def test_readyz_not_ready_names_the_reason(client: Client, source: FakeSource) -> None:
+    source.current = Verdict(False, Reason.KILL_SWITCH, "killSwitch is true")
+    response = await client.get("/readyz")
+    assert (response.status, await response.text()) == (503, "not ready: kill_switch\n")
+
+
+async def test_readyz_verbose_in_the_api_servers_style(client: Client, source: FakeSource) -> None:
+    source.current = Verdict(False, Reason.KILL_SWITCH, "killSwitch is true")
+    response = await client.get("/readyz?verbose")
+    assert response.status == 503
+    lines = (await response.text()).splitlines()
+    assert "[-]kill-switch failed: kill_switch: killSwitch is true" in lines
+    assert "[+]whoami ok" in lines
+    assert lines[-1] == "readyz check failed"
+
+    source.current = Verdict(True, Reason.OK)
+    response = await client.get("/readyz?verbose=1")
+    lines = (await response.text()).splitlines()
+    assert response.status == 200
+    assert all(line.startswith("[+]") for line in lines[:-1])
+    assert lines[-1] == "readyz check passed"
+
+
+@pytest.mark.parametrize(
+    ("reason", "check"),
+    [
+        (Reason.STARTING, "whoami"),
+        (Reason.STALE, "whoami"),
+        (Reason.UNAUTHENTICATED, "whoami"),
+        (Reason.CLIENT_ERROR, "whoami"),
+        (Reason.KEY_UNAVAILABLE, "api-key"),
+        (Reason.ACCESS_REVOKED, "access-revoked"),
+        (Reason.BILLING_EXHAUSTED, "billing"),
+        (Reason.CREDITS_LOW, "credits"),
+    ],
+)
+async def test_every_reason_fails_one_check(
+    client: Client, source: FakeSource, reason: Reason, check: str
+) -> None:
+    source.current = Verdict(False, reason)
+    lines = (await (await client.get("/readyz?verbose")).text()).splitlines()
+    failed = [line for line in lines if line.startswith("[-]")]
+    assert failed == [f"[-]{check} failed: {reason.value}"]
+
+
+async def test_livez_follows_the_loop_not_the_upstream(client: Client, source: FakeSource) -> None:
+    source.current = Verdict(False, Reason.KILL_SWITCH)
+    assert (await client.get("/livez")).status == 200
+    source.is_alive = False
+    assert (await client.get("/livez")).status == 503
+
+
+async def test_head_works_where_get_does(client: Client, source: FakeSource) -> None:
+    source.current = Verdict(True, Reason.OK)
+    for path in ("/readyz", "/livez", "/status", "/metrics"):
+        assert (await client.head(path)).status == 200, path
+    source.current = Verdict(False, Reason.STALE)
+    assert (await client.head("/readyz")).status == 503
+
+
+async def test_unknown_paths_are_404(client: Client) -> None:
+    assert (await client.get("/ready")).status == 404
+    assert (await client.get("/")).status == 404
+
+
+async def test_status_before_the_first_answer(client: Client) -> None:
+    body = await (await client.get("/status")).json()
+    assert body["ready"] is False
+    assert body["reason"] == "starting"
+    assert body["creditBalance"] is None
+    assert body["lastSuccessAt"] is None
+    assert body["consecutiveFailures"] == 0
+
+
+def test_status_document_has_every_field_the_spec_names() -> None:
+    state = State(
+        whoami=WHOAMI,
+        kill_switch=False,
+        access_revoked=False,
+        last_outcome="ok",
+        last_attempt_at=1_800_000_000.25,
+        last_success_at=1_800_000_000.25,
+        last_request_id="req_1",
+    )
+    document = status_document(state, Verdict(True, Reason.OK))
+    for name in (
+        "ready",
+        "reason",
+        "organizationId",
+        "workspaceId",
+        "organizationName",
+        "rateLimitTier",
+        "creditBalance",
+        "killSwitch",
+        "apiAccessRevoked",
+        "apiKeyId",
+        "lastOutcome",
+        "lastAttemptAt",
+        "lastSuccessAt",
+        "lastRequestId",
+        "consecutiveFailures",
+    ):
+        assert name in document, name
+    assert document["lastSuccessAt"] == "2027-01-15T08:00:00.250Z"
+    assert document["creditBalance"] == 2540
+    assert isinstance(document["creditBalance"], int)
+
+
+async def test_metrics_negotiates_openmetrics(client: Client) -> None:
+    plain = await client.get("/metrics")
+    assert plain.headers["Content-Type"].startswith("text/plain")
+    assert "layers_ready 0.0" in await plain.text()
+    negotiated = await client.get(
+        "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    assert negotiated.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert (await negotiated.text()).endswith("# EOF\n")
