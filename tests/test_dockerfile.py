@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.k8s import IMAGE_UID
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-
-# The image's fixed user; the chart's defaults and deploy/ must use the same numbers.
-IMAGE_UID = 65532
 
 
 @dataclass
@@ -104,9 +103,9 @@ def test_every_hadolint_ignore_has_a_reason() -> None:
     for number, line in enumerate(lines):
         if "hadolint ignore" in line:
             above = lines[number - 1].strip()
-            assert above.startswith("#") and "hadolint" not in above, (
-                f"line {number + 1}: say why beside `{line.strip()}`"
-            )
+            reason = f"line {number + 1}: say why beside `{line.strip()}`"
+            assert above.startswith("#"), reason
+            assert "hadolint" not in above, reason
 
 
 def test_multi_stage_with_a_distroless_runtime(stages: list[Stage]) -> None:
