@@ -1,0 +1,217 @@
+{{/*
+================================================================================================
+Named templates that add layers-readiness to a pod: this chart's example workload uses them,
+and so can your own chart. Add this chart as a dependency (Chart.yaml):
+
+  dependencies:
+    - name: layers-readiness
+      version: 0.1.0
+      repository: <where you publish it>
+      # import only the templates and monitoring objects, not the example workload:
+      # set layers-readiness.example.enabled=false in your values
+
+then, in your pod template (the values are this chart's, as your chart sees them):
+
+  {{- $lr := dict "values" (index .Values "layers-readiness") "kubeVersion" .Capabilities.KubeVersion.Version }}
+  spec:
+    template:
+      metadata:
+        labels:
+          {{- include "layers-readiness.podLabels" $lr | nindent 10 }}
+      spec:
+        initContainers:
+          {{- include "layers-readiness.initContainers" $lr | nindent 10 }}
+        containers:
+          - name: my-app
+            readinessProbe:
+              {{- include "layers-readiness.readinessProbe" $lr | nindent 14 }}
+          {{- include "layers-readiness.containers" $lr | nindent 10 }}
+        volumes:
+          {{- include "layers-readiness.volume" $lr | nindent 10 }}
+
+Every template takes one dict:
+  values       this chart's values (required)
+  appVersion   image tag when values.image.tag is empty (optional; defaults to this chart's)
+  kubeVersion  the cluster's version, to refuse native sidecars below 1.29 (optional)
+
+Templates:
+  layers-readiness.initContainers   mode-aware: the native sidecar, or the `check` init container
+  layers-readiness.containers       mode-aware: nothing, or the classic `serve` sidecar
+  layers-readiness.checkInitContainer, layers-readiness.sidecarContainer,
+  layers-readiness.nativeSidecar    the single containers, whatever wiring.mode says
+  layers-readiness.readinessProbe   the application container's readinessProbe (its body)
+  layers-readiness.volume           the Secret volume holding the key (a list item)
+  layers-readiness.podLabels        the label the PodMonitor selects
+================================================================================================
+*/}}
+
+{{/* The image tag used when neither values.image.tag nor appVersion is given. Kept equal to
+Chart.yaml's appVersion (a test checks). */}}
+{{- define "layers-readiness.defaultAppVersion" -}}
+0.1.0
+{{- end }}
+
+{{- define "layers-readiness.image" -}}
+{{- $image := .values.image }}
+{{- $repository := $image.repository }}
+{{- if $image.registry }}
+{{- $repository = printf "%s/%s" $image.registry $image.repository }}
+{{- end }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $repository $image.digest }}
+{{- else }}
+{{- $tag := $image.tag | default .appVersion | default (include "layers-readiness.defaultAppVersion" .) }}
+{{- printf "%s:%s" $repository (toString $tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "layers-readiness.keyFile" -}}
+{{- printf "%s/%s" (trimSuffix "/" .values.apiKey.mountPath) .values.apiKey.secretKey }}
+{{- end }}
+
+{{/* Environment of a layers-readiness container; `command` is "check" or "serve". */}}
+{{- define "layers-readiness.env" -}}
+{{- $settings := .values.settings -}}
+- name: LAYERS_API_KEY_FILE
+  value: {{ include "layers-readiness.keyFile" . | quote }}
+- name: LAYERS_API_URL
+  value: {{ $settings.apiUrl | quote }}
+- name: LAYERS_AUTH_SCHEME
+  value: {{ $settings.authScheme | quote }}
+- name: LAYERS_SIDECAR_TIMEOUT
+  value: {{ $settings.timeout | quote }}
+{{- if eq .command "check" }}
+- name: LAYERS_SIDECAR_DEADLINE
+  value: {{ $settings.deadline | quote }}
+{{- else }}
+- name: LAYERS_SIDECAR_LISTEN
+  value: {{ printf "0.0.0.0:%d" (int .values.port) | quote }}
+- name: LAYERS_SIDECAR_INTERVAL
+  value: {{ $settings.interval | quote }}
+- name: LAYERS_SIDECAR_STALE_AFTER
+  value: {{ $settings.staleAfter | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" $settings.minCredits) }}
+- name: LAYERS_SIDECAR_MIN_CREDITS
+  value: {{ int64 $settings.minCredits | toString | quote }}
+{{- end }}
+- name: LAYERS_SIDECAR_LOG_FORMAT
+  value: {{ $settings.logFormat | quote }}
+- name: LAYERS_SIDECAR_LOG_LEVEL
+  value: {{ $settings.logLevel | quote }}
+{{- with .values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "layers-readiness.volumeMount" -}}
+# The whole directory, never a subPath: a subPath mount does not see a rotated Secret.
+- name: layers-api-key
+  mountPath: {{ .values.apiKey.mountPath }}
+  readOnly: true
+{{- end }}
+
+{{- define "layers-readiness.volume" -}}
+- name: layers-api-key
+  secret:
+    secretName: {{ .values.apiKey.secretName }}
+    defaultMode: {{ int .values.apiKey.defaultMode }}
+    items:
+      - key: {{ .values.apiKey.secretKey }}
+        path: {{ .values.apiKey.secretKey }}
+{{- end }}
+
+{{- define "layers-readiness.podLabels" -}}
+layers-readiness/sidecar: "true"
+{{- end }}
+
+{{- define "layers-readiness.httpProbe" -}}
+httpGet:
+  path: {{ .path }}
+  port: {{ .port }}
+{{ toYaml .timing }}
+{{- end }}
+
+{{/* The init container running `check`: the pod waits for it; it exits with check's code. */}}
+{{- define "layers-readiness.checkInitContainer" -}}
+- name: layers-readiness-check
+  image: {{ include "layers-readiness.image" . | quote }}
+  imagePullPolicy: {{ .values.image.pullPolicy }}
+  args:
+    - check
+  env:
+    {{- include "layers-readiness.env" (merge (dict "command" "check") .) | nindent 4 }}
+  volumeMounts:
+    {{- include "layers-readiness.volumeMount" . | nindent 4 }}
+  resources:
+    {{- toYaml .values.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .values.containerSecurityContext | nindent 4 }}
+  # check's last log line (its verdict) becomes the container's termination message.
+  terminationMessagePolicy: FallbackToLogsOnError
+{{- end }}
+
+{{/* A container running `serve`; with `native` true, a native sidecar (restartPolicy: Always
+and a startupProbe on /readyz that gates the pod's start-up). */}}
+{{- define "layers-readiness.serveContainer" -}}
+{{- $port := .values.portName -}}
+- name: layers-readiness
+  image: {{ include "layers-readiness.image" . | quote }}
+  imagePullPolicy: {{ .values.image.pullPolicy }}
+  {{- if .native }}
+  restartPolicy: Always
+  {{- end }}
+  args:
+    - serve
+  env:
+    {{- include "layers-readiness.env" (merge (dict "command" "serve") .) | nindent 4 }}
+  ports:
+    - name: {{ .values.portName }}
+      containerPort: {{ int .values.port }}
+      protocol: TCP
+  {{- if .native }}
+  startupProbe:
+    {{- include "layers-readiness.httpProbe" (dict "path" "/readyz" "port" $port "timing" .values.probes.startup) | nindent 4 }}
+  {{- end }}
+  livenessProbe:
+    {{- include "layers-readiness.httpProbe" (dict "path" "/livez" "port" $port "timing" .values.probes.liveness) | nindent 4 }}
+  readinessProbe:
+    {{- include "layers-readiness.httpProbe" (dict "path" "/readyz" "port" $port "timing" .values.probes.readiness) | nindent 4 }}
+  volumeMounts:
+    {{- include "layers-readiness.volumeMount" . | nindent 4 }}
+  resources:
+    {{- toYaml .values.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .values.containerSecurityContext | nindent 4 }}
+{{- end }}
+
+{{- define "layers-readiness.sidecarContainer" -}}
+{{- include "layers-readiness.serveContainer" (merge (dict "native" false) .) }}
+{{- end }}
+
+{{- define "layers-readiness.nativeSidecar" -}}
+{{- if and .kubeVersion (semverCompare "<1.29.0-0" .kubeVersion) }}
+{{- fail (printf "layers-readiness: native sidecars need Kubernetes 1.29 or later (this is %s); set wiring.mode=classic" .kubeVersion) }}
+{{- end }}
+{{- include "layers-readiness.serveContainer" (merge (dict "native" true) .) }}
+{{- end }}
+
+{{/* The body of the application container's readinessProbe: the sidecar's /readyz. The port is
+a number: a named port would be looked up among the application container's own ports. */}}
+{{- define "layers-readiness.readinessProbe" -}}
+{{- include "layers-readiness.httpProbe" (dict "path" "/readyz" "port" (int .values.port) "timing" .values.probes.app) }}
+{{- end }}
+
+{{- define "layers-readiness.initContainers" -}}
+{{- if eq .values.wiring.mode "native" }}
+{{- include "layers-readiness.nativeSidecar" . }}
+{{- else }}
+{{- include "layers-readiness.checkInitContainer" . }}
+{{- end }}
+{{- end }}
+
+{{- define "layers-readiness.containers" -}}
+{{- if eq .values.wiring.mode "classic" }}
+{{- include "layers-readiness.sidecarContainer" . }}
+{{- end }}
+{{- end }}
