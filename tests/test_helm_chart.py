@@ -1,0 +1,362 @@
+"""The Helm chart, rendered by the real Helm engine (helm-python-sdk: Helm v4's Go code).
+
+For every `ci/*-values.yaml` scenario: Helm's lint is clean, the chart renders, and every object
+is valid for Kubernetes 1.29 and the newest version kubernetes-validate knows (strict). Then what
+the rendering must say: secure defaults, monitoring off unless asked, each wiring mode, the
+values schema refusing typos, and the named templates working from another chart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import pytest
+import yaml
+
+from tests.k8s import (
+    CHART_DIR,
+    IMAGE_UID,
+    K8S_VERSIONS,
+    Obj,
+    all_containers,
+    container,
+    env_value,
+    load_documents,
+    pod_spec,
+    render_chart,
+    render_notes,
+    resolve_port,
+    secret_file,
+    secret_value,
+    validate,
+)
+
+CI_FILES = sorted((CHART_DIR / "ci").glob("*-values.yaml"))
+SCENARIOS = {path.name.removesuffix("-values.yaml"): path for path in CI_FILES}
+KEY_FILE = "/var/run/secrets/layers/api-key"
+
+# The only finding lint may report: an informational nudge to add an icon URL, which a chart
+# without a published home has nothing honest to point at.
+ALLOWED_LINT = {(1, "Chart.yaml", "icon is recommended")}
+
+
+def scenario_values(name: str) -> dict[str, Any]:
+    values: dict[str, Any] = yaml.safe_load(SCENARIOS[name].read_text()) or {}
+    return values
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[Obj]]:
+    """Every scenario rendered once: scenario -> all objects."""
+    return {
+        name: [obj for objects in render_chart(scenario_values(name)).values() for obj in objects]
+        for name in SCENARIOS
+    }
+
+
+def of_kind(objects: list[Obj], kind: str) -> list[Obj]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def the_deployment(objects: list[Obj]) -> Obj:
+    (deployment,) = of_kind(objects, "Deployment")
+    return deployment
+
+
+def test_ci_scenarios_cover_the_features() -> None:
+    assert {
+        "default",
+        "classic",
+        "monitoring",
+        "secret-and-settings",
+        "templates-only",
+        "native-no-app-probe",
+    } <= set(SCENARIOS)
+
+
+def test_chart_metadata() -> None:
+    with helm_python.Chart.load(CHART_DIR) as chart:
+        metadata = chart.metadata
+        assert chart.schema is not None
+    assert metadata["name"] == "layers-readiness"
+    assert metadata["apiVersion"] == "v2"
+    assert metadata["appVersion"] == "0.1.0"
+    # The tag a parent chart gets (it cannot see this chart's appVersion) is kept equal to it.
+    wiring = (CHART_DIR / "templates" / "_wiring.tpl").read_text()
+    match = re.search(r'define "layers-readiness.defaultAppVersion" -}}\s*(\S+)\s*{{', wiring)
+    assert match is not None
+    assert match.group(1) == metadata["appVersion"]
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_helm_lint_is_clean(scenario: str) -> None:
+    report = helm_python.lint(CHART_DIR, scenario_values(scenario), strict=True)
+    findings = {(m["severity"], m["path"], m["error"]) for m in report["messages"]}
+    assert findings <= ALLOWED_LINT, report["messages"]
+    assert report["errors"] == []
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_rendered_object_is_valid(
+    rendered: dict[str, list[Obj]], scenario: str, version: str
+) -> None:
+    assert rendered[scenario]
+    for obj in rendered[scenario]:
+        validate(obj, version)
+
+
+def test_defaults_render_the_example_and_no_monitoring(rendered: dict[str, list[Obj]]) -> None:
+    kinds = sorted(o["kind"] for o in rendered["default"])
+    assert kinds == ["Deployment", "Service", "ServiceAccount"]
+    # No Secret either: by default the key comes from a Secret the user creates.
+
+
+def test_secure_defaults(rendered: dict[str, list[Obj]]) -> None:
+    deployment = the_deployment(rendered["default"])
+    spec = pod_spec(deployment)
+    assert spec["automountServiceAccountToken"] is False
+    (account,) = of_kind(rendered["default"], "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True
+    assert pod["runAsUser"] == IMAGE_UID
+    assert pod["fsGroup"] == IMAGE_UID
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    for _, c in all_containers(spec):
+        context = c["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["runAsNonRoot"] is True
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert c["resources"]["limits"]["memory"]
+
+
+def test_native_mode_is_the_default(rendered: dict[str, list[Obj]]) -> None:
+    spec = pod_spec(the_deployment(rendered["default"]))
+    (sidecar,) = spec["initContainers"]
+    assert sidecar["name"] == "layers-readiness"
+    assert sidecar["restartPolicy"] == "Always"
+    assert sidecar["args"] == ["serve"]
+    assert sidecar["image"] == "ghcr.io/example/layers-readiness:0.1.0"
+    listen = env_value(sidecar, "LAYERS_SIDECAR_LISTEN")
+    assert listen == "0.0.0.0:8080"
+    for probe, path in (("startupProbe", "/readyz"), ("readinessProbe", "/readyz")):
+        assert sidecar[probe]["httpGet"]["path"] == path
+        assert resolve_port(sidecar, sidecar[probe]["httpGet"]["port"]) == 8080
+    assert sidecar["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert [c["name"] for c in spec["containers"]] == ["app"]
+    app_probe = spec["containers"][0]["readinessProbe"]["httpGet"]
+    assert app_probe == {"path": "/readyz", "port": 8080}
+
+
+def test_classic_mode(rendered: dict[str, list[Obj]]) -> None:
+    spec = pod_spec(the_deployment(rendered["classic"]))
+    (check,) = spec["initContainers"]
+    assert check["name"] == "layers-readiness-check"
+    assert check["args"] == ["check"]
+    assert "restartPolicy" not in check
+    assert env_value(check, "LAYERS_SIDECAR_DEADLINE") == "2m"
+    assert env_value(check, "LAYERS_SIDECAR_LISTEN") is None
+    assert [c["name"] for c in spec["containers"]] == ["app", "layers-readiness"]
+    sidecar = container(spec, "layers-readiness")
+    assert "startupProbe" not in sidecar
+    assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert spec["containers"][0]["readinessProbe"]["httpGet"]["port"] == 8080
+
+
+def test_app_probe_can_be_left_out(rendered: dict[str, list[Obj]]) -> None:
+    spec = pod_spec(the_deployment(rendered["native-no-app-probe"]))
+    assert "readinessProbe" not in spec["containers"][0]
+    (sidecar,) = spec["initContainers"]
+    assert sidecar["image"].endswith("@sha256:" + "0" * 64)
+
+
+@pytest.mark.parametrize("scenario", ["default", "classic", "secret-and-settings"])
+def test_key_is_a_mounted_secret_file(rendered: dict[str, list[Obj]], scenario: str) -> None:
+    objects = rendered[scenario]
+    spec = pod_spec(the_deployment(objects))
+    for _, c in all_containers(spec):
+        if not c["name"].startswith("layers-readiness"):
+            continue
+        assert env_value(c, "LAYERS_API_KEY") is None
+        assert env_value(c, "LAYERS_API_KEY_FILE") == KEY_FILE
+        assert secret_file(objects, spec, c, KEY_FILE) is not None
+
+
+def test_chart_can_create_the_secret(rendered: dict[str, list[Obj]]) -> None:
+    objects = rendered["secret-and-settings"]
+    (secret,) = of_kind(objects, "Secret")
+    assert secret["metadata"]["name"] == "layers-api-key-ci"
+    assert secret_value(secret, "api-key") == "lp_test_k1_FAKEsecretFAKE"
+    spec = pod_spec(the_deployment(objects))
+    sidecar = container(spec, "layers-readiness")
+    found = secret_file(objects, spec, sidecar, KEY_FILE)
+    assert found is not None
+    assert found[0] is secret
+    assert env_value(sidecar, "LAYERS_AUTH_SCHEME") == "bearer"
+    assert env_value(sidecar, "LAYERS_SIDECAR_MIN_CREDITS") == "100"
+    assert env_value(sidecar, "LAYERS_SIDECAR_STALE_AFTER") == "0"
+    assert env_value(sidecar, "HTTPS_PROXY") == "http://proxy.example.invalid:3128"
+    # No checksum annotation: a rotated key must not restart the pods.
+    annotations = the_deployment(objects)["spec"]["template"]["metadata"].get("annotations", {})
+    assert not any(k.startswith("checksum/") for k in annotations)
+
+
+def test_monitoring_objects(rendered: dict[str, list[Obj]]) -> None:
+    objects = rendered["monitoring"]
+    (monitor,) = of_kind(objects, "PodMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    deployment = the_deployment(objects)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    for key, value in monitor["spec"]["selector"]["matchLabels"].items():
+        assert pod_labels[key] == value
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    sidecar = container(pod_spec(deployment), "layers-readiness")
+    assert resolve_port(sidecar, endpoint["port"]) == 8080
+
+    (rule,) = of_kind(objects, "PrometheusRule")
+    source = yaml.safe_load((CHART_DIR / "files" / "alerts.rules.yaml").read_text())
+    assert rule["spec"]["groups"] == source["groups"]
+
+    (dashboard,) = of_kind(objects, "ConfigMap")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["namespace"] == "monitoring"
+    (body,) = dashboard["data"].values()
+    assert json.loads(body) == json.loads((CHART_DIR / "files" / "dashboard.json").read_text())
+
+
+def test_templates_only_renders_no_workload(rendered: dict[str, list[Obj]]) -> None:
+    assert sorted(o["kind"] for o in rendered["templates-only"]) == ["PodMonitor"]
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"podMonitr": {"enabled": True}}, "podMonitr"),
+        ({"wiring": {"mode": "sidecar"}}, "/wiring/mode"),
+        ({"settings": {"interval": "often"}}, "/settings/interval"),
+        ({"settings": {"authScheme": "basic"}}, "/settings/authScheme"),
+        ({"apiKey": {"create": True}}, "/apiKey/value"),
+        ({"port": 80}, "/port"),
+        ({"portName": "a-port-name-that-is-too-long"}, "/portName"),
+        ({"podMonitor": {"enabled": True, "interval": "30 seconds"}}, "/podMonitor/interval"),
+    ],
+)
+def test_schema_refuses_mistakes(values: dict[str, Any], complaint: str) -> None:
+    with (
+        helm_python.Chart.load(CHART_DIR) as chart,
+        pytest.raises(helm_python.HelmValuesError) as caught,
+    ):
+        chart.render(values, name="demo", namespace="apps")
+    assert complaint in str(caught.value)
+
+
+def test_same_port_for_app_and_sidecar_is_refused() -> None:
+    with pytest.raises(helm_python.HelmRenderError, match=r"example\.port must differ"):
+        render_chart({"example": {"port": 8080}})
+
+
+def test_notes_say_how_to_reach_the_sidecar() -> None:
+    notes = render_notes({})
+    assert "port-forward deploy/demo-layers-readiness 8080:8080" in notes
+    assert "create secret generic layers-api-key" in notes
+    assert "native" in notes
+    classic = render_notes({"wiring": {"mode": "classic"}})
+    assert "layers-readiness-check" in classic
+
+
+# --- the named templates from another chart ------------------------------------------------------
+
+# (`clusterVersion` lets a test pretend to be an older cluster; offline rendering has no flag.)
+PARENT_DEPLOYMENT = """\
+{{- $kube := .Values.clusterVersion | default .Capabilities.KubeVersion.Version }}
+{{- $lr := dict "values" (index .Values "layers-readiness") "kubeVersion" $kube }}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-shop
+spec:
+  selector:
+    matchLabels:
+      app: shop
+  template:
+    metadata:
+      labels:
+        app: shop
+        {{- include "layers-readiness.podLabels" $lr | nindent 8 }}
+    spec:
+      initContainers:
+        {{- include "layers-readiness.initContainers" $lr | nindent 8 }}
+      containers:
+        - name: shop
+          image: registry.example.com/shop:1.2.3
+          readinessProbe:
+            {{- include "layers-readiness.readinessProbe" $lr | nindent 12 }}
+        {{- with include "layers-readiness.containers" $lr }}
+        {{- . | nindent 8 }}
+        {{- end }}
+      volumes:
+        {{- include "layers-readiness.volume" $lr | nindent 8 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def parent_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A user's chart with layers-readiness as a dependency, using the named templates."""
+    root = tmp_path_factory.mktemp("parent") / "shop"
+    (root / "templates").mkdir(parents=True)
+    (root / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: shop\nversion: 1.0.0\nappVersion: '9.9.9'\n"
+        "dependencies:\n  - name: layers-readiness\n    version: 0.1.0\n"
+    )
+    (root / "values.yaml").write_text("layers-readiness:\n  example:\n    enabled: false\n")
+    (root / "templates" / "deployment.yaml").write_text(PARENT_DEPLOYMENT)
+    shutil.copytree(CHART_DIR, root / "charts" / "layers-readiness")
+    return root
+
+
+@pytest.mark.parametrize("mode", ["native", "classic"])
+def test_named_templates_work_from_a_parent_chart(parent_chart: Path, mode: str) -> None:
+    with helm_python.Chart.load(parent_chart) as chart:
+        rendered = chart.render(
+            {"layers-readiness": {"wiring": {"mode": mode}}}, name="web", namespace="shop"
+        )
+    objects = [
+        obj
+        for path, text in rendered.items()
+        if not path.endswith("NOTES.txt")
+        for obj in load_documents(text)
+    ]
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    assert deployment["metadata"]["name"] == "web-shop"  # the parent's, not the example
+    for version in K8S_VERSIONS:
+        validate(deployment, version)
+    spec = pod_spec(deployment)
+    sidecar = container(spec, "layers-readiness")
+    # The parent's appVersion (9.9.9) must not leak into the sidecar's image tag.
+    assert sidecar["image"] == "ghcr.io/example/layers-readiness:0.1.0"
+    assert spec["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8080}
+    assert (
+        deployment["spec"]["template"]["metadata"]["labels"]["layers-readiness/sidecar"] == "true"
+    )
+    if mode == "native":
+        assert spec["initContainers"][0]["restartPolicy"] == "Always"
+        assert [c["name"] for c in spec["containers"]] == ["shop"]
+    else:
+        assert spec["initContainers"][0]["name"] == "layers-readiness-check"
+        assert [c["name"] for c in spec["containers"]] == ["shop", "layers-readiness"]
+
+
+def test_native_mode_refused_below_kubernetes_1_29(parent_chart: Path) -> None:
+    with helm_python.Chart.load(parent_chart) as chart:
+        with pytest.raises(helm_python.HelmRenderError, match=r"need Kubernetes 1\.29"):
+            chart.render({"clusterVersion": "v1.28.3"}, name="web")
+        classic = {"clusterVersion": "v1.28.3", "layers-readiness": {"wiring": {"mode": "classic"}}}
+        assert chart.render(classic, name="web")
