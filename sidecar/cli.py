@@ -109,7 +109,8 @@ def key_source(settings: Settings) -> KeySource:
 
 
 def _emulator_options(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str]:
-    flag, env, default = EMULATOR_LISTEN
+    _, env, default = EMULATOR_LISTEN
+    flag = "--listen" if args.command == "emulate" else EMULATOR_LISTEN[0]
     text = args.emulator_listen or environ.get(env) or default
     try:
         listen = str(parse_listen(text))

@@ -130,13 +130,10 @@ def start(
     args: list[str], *, env: Mapping[str, str], tmp: Path, name: str, url: str, ready_path: str
 ) -> Process:
     out, err = tmp / f"{name}.stdout", tmp / f"{name}.stderr"
-    proc = subprocess.Popen(
-        command(*args),
-        env=dict(env),
-        stdout=out.open("wb"),
-        stderr=err.open("wb"),
-        stdin=subprocess.DEVNULL,
-    )
+    with out.open("wb") as stdout, err.open("wb") as stderr:  # the child keeps its own copies
+        proc = subprocess.Popen(
+            command(*args), env=dict(env), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL
+        )
     process = Process(proc, out, err, url)
 
     def up() -> bool:
