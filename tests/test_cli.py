@@ -41,13 +41,13 @@ def upstream(tmp_path: Path) -> Iterator[Emulator]:
         yield running
 
 
-def run(*args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command(*args),
         env=clean_env(**env),
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=60,
         check=False,
     )
 
