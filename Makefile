@@ -25,7 +25,7 @@ demo: $(VENV)/.runtime
 	$(BIN)/layers-sidecar demo
 
 tools:
-	scripts/install-tools prometheus
+	scripts/install-tools prometheus curl
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check .
