@@ -105,6 +105,17 @@ class Result:
     detail: str = ""
 
 
+def _finite(value: object) -> float | None:
+    """A JSON number as a finite float; None for anything else (bools, 1e400, 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return number if math.isfinite(number) else None
+
+
 def parse_whoami(body: bytes) -> Whoami | str:
     """A well-formed 200 body, or why it is not one. Unknown fields are ignored."""
     try:
@@ -119,13 +130,12 @@ def parse_whoami(body: bytes) -> Whoami | str:
             return f"field {name} is missing"
         value = data[name]
         if kind is float:
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            ok = ok and math.isfinite(value)
-        else:
-            ok = isinstance(value, kind)
-        if not ok:
+            value = _finite(value)
+            if value is None:
+                return f"field {name} is not a finite number"
+        elif not isinstance(value, kind):
             return f"field {name} is {type(value).__name__}, not {kind.__name__}"
-        values[name] = float(value) if kind is float else value
+        values[name] = value
     return Whoami(
         organization_id=values["organizationId"],
         workspace_id=values["workspaceId"],

@@ -208,3 +208,11 @@ def test_retry_after_may_be_an_http_date() -> None:
 def test_a_429_carries_its_wait() -> None:
     answer = Answer(status=429, body=b"{}", headers={"Retry-After": "3"})
     assert classify(answer, NOW).retry_after == 3
+
+
+@pytest.mark.parametrize("balance", ["1e400", "-1e400", "1" + "0" * 400])
+def test_numbers_beyond_a_float_are_invalid_not_a_crash(balance: str) -> None:
+    body = json.dumps(WHOAMI).replace('"creditBalance": 2540', f'"creditBalance": {balance}')
+    result = classify(Answer(status=200, body=body.encode()), NOW)
+    assert result.outcome is Outcome.INVALID_RESPONSE
+    assert "creditBalance" in result.detail
