@@ -1,0 +1,217 @@
+"""A real Prometheus (Debian's package) scrapes a real `layers-sidecar serve` that polls a real
+`layers-sidecar emulate`, with monitoring/prometheus.yml and the alert rules loaded.
+
+The configuration is monitoring/prometheus.yml with exactly the changes its header lists:
+1s intervals, the rules file's absolute path, and the job's Kubernetes pod discovery replaced by
+one static target on loopback that carries the labels pod discovery would give it.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support import emulator, free_port, http, sidecar, wait_for
+from tests.test_alerts import alert_names, tool
+from tests.test_dashboard import SERIES_NAMES
+
+pytestmark = [
+    pytest.mark.e2e,
+    # tests/support.py `start()` opens the emulator's and sidecar's output files inside the
+    # Popen call and never closes them; Python reports the leak when it collects them. Only that
+    # leak is ignored here; remove this once support.py closes its files.
+    pytest.mark.filterwarnings(
+        r"ignore:Exception ignored in.*/(emulator|sidecar)\.std(out|err)'"
+        ":pytest.PytestUnraisableExceptionWarning"
+    ),
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+MONITORING = ROOT / "monitoring"
+JOB = "layers-readiness"
+NAMESPACE, POD, CONTAINER = "e2e", "layers-e2e-0", "layers-sidecar"
+
+# What Kubernetes pod discovery would attach to the sidecar's port; the job's relabel_configs
+# keep the target by the port name and turn these into the namespace, pod and container labels.
+POD_DISCOVERY_LABELS = {
+    "__meta_kubernetes_namespace": NAMESPACE,
+    "__meta_kubernetes_pod_name": POD,
+    "__meta_kubernetes_pod_container_name": CONTAINER,
+    "__meta_kubernetes_pod_container_port_name": "layers-http",
+    "__meta_kubernetes_pod_phase": "Running",
+}
+
+
+def e2e_config(target: str) -> dict[str, Any]:
+    """monitoring/prometheus.yml, changed only as its header says, scraping `target`."""
+    config: dict[str, Any] = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+    assert config["rule_files"] == ["alerts.rules.yaml"]
+    config["rule_files"] = [str(MONITORING / "alerts.rules.yaml")]
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == JOB]
+    assert "scrape_interval" not in job, "the job would override the test's 1s interval"
+    del job["kubernetes_sd_configs"]
+    job["static_configs"] = [{"targets": [target], "labels": POD_DISCOVERY_LABELS}]
+    return config
+
+
+@contextmanager
+def prometheus(tmp: Path, config: dict[str, Any]) -> Iterator[str]:
+    """Prometheus on a free loopback port with its own TSDB under `tmp`; killed on the way out."""
+    binary, promtool = tool("prometheus"), tool("promtool")
+    config_file = tmp / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    checked = subprocess.run(
+        [promtool, "check", "config", str(config_file)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp / "prometheus.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config_file}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"prometheus exited with {proc.returncode}: {log.read_text()}")
+            return http("GET", url + "/-/ready", timeout=1).status == 200
+
+        wait_for(ready, timeout=20, what="Prometheus to be ready")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def api(url: str, path: str, **params: str) -> Any:
+    reply = http("GET", f"{url}/api/v1/{path}?{urllib.parse.urlencode(params)}")
+    assert reply.status == 200, reply.body
+    body = reply.json()
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def query(url: str, expr: str) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = api(url, "query", query=expr)["result"]
+    return result
+
+
+def active_alerts(url: str) -> list[dict[str, Any]]:
+    alerts: list[dict[str, Any]] = api(url, "alerts")["alerts"]
+    return alerts
+
+
+def test_prometheus_scrapes_the_sidecar_and_sees_the_kill_switch(tmp_path: Path) -> None:
+    with emulator(tmp_path) as upstream:
+        upstream.set(creditBalance=4321.5, rateLimitTier="partner")
+        with sidecar(tmp_path, upstream.url) as serve:
+            target = serve.url.removeprefix("http://")
+            with prometheus(tmp_path, e2e_config(target)) as prom:
+                # the gauges, through Prometheus, with the labels the relabelling gives
+                (balance,) = wait_for(
+                    lambda: query(prom, "layers_credit_balance"),
+                    timeout=15,
+                    what="Prometheus to have scraped layers_credit_balance",
+                )
+                assert balance["metric"] == {
+                    "__name__": "layers_credit_balance",
+                    "job": JOB,
+                    "instance": target,
+                    "namespace": NAMESPACE,
+                    "pod": POD,
+                    "container": CONTAINER,
+                }
+                assert float(balance["value"][1]) == 4321.5
+                tiers = {
+                    series["metric"]["tier"]: float(series["value"][1])
+                    for series in query(prom, "layers_rate_limit_tier")
+                }
+                assert tiers == {"standard": 0, "pilot": 0, "partner": 1, "internal": 0}
+
+                # every series name the contract promises is there (the dashboard and the
+                # alerts use no other)
+                names = set(api(prom, "label/__name__/values", **{"match[]": f'{{job="{JOB}"}}'}))
+                assert SERIES_NAMES - names == set(), "exported per SPEC.md but not scraped"
+
+                # the rules loaded and evaluate without errors, and a healthy key is quiet
+                def rules_evaluated() -> list[dict[str, Any]] | None:
+                    groups = api(prom, "rules", type="alert")["groups"]
+                    rules = [rule for group in groups for rule in group["rules"]]
+                    return rules if all(rule["health"] == "ok" for rule in rules) else None
+
+                rules = wait_for(rules_evaluated, timeout=10, what="every rule evaluated once")
+                assert sorted(rule["name"] for rule in rules) == sorted(alert_names())
+                wait_for(
+                    lambda: active_alerts(prom) == [],
+                    timeout=10,
+                    what="no alert for a healthy key",
+                )
+
+                # Layers engages the kill switch
+                flipped = time.monotonic()
+                upstream.set(killSwitch=True)
+
+                def kill_switch_alert() -> dict[str, Any] | None:
+                    for alert in active_alerts(prom):
+                        if alert["labels"]["alertname"] == "LayersKillSwitchEngaged":
+                            return alert
+                    return None
+
+                alert = wait_for(
+                    kill_switch_alert, timeout=15, what="LayersKillSwitchEngaged to be active"
+                )
+                seconds = time.monotonic() - flipped
+                print(f"LayersKillSwitchEngaged {alert['state']} {seconds:.1f}s after the flip")
+                assert alert["state"] in {"pending", "firing"}
+                assert alert["labels"] == {
+                    "alertname": "LayersKillSwitchEngaged",
+                    "severity": "critical",
+                    "job": JOB,
+                    "instance": target,
+                    "namespace": NAMESPACE,
+                    "pod": POD,
+                    "container": CONTAINER,
+                }
+                annotations = alert["annotations"]
+                assert annotations["summary"] == f"Layers kill switch engaged for {NAMESPACE}/{POD}"
+                # the annotation's template query found who the key is
+                description = annotations["description"]
+                assert "(organization Acme Growth, organizationId 2481fa5c-" in description
+                # and nothing else is raised for the same cause
+                assert {a["labels"]["alertname"] for a in active_alerts(prom)} == {
+                    "LayersKillSwitchEngaged"
+                }
+
+                # Layers clears it: the pod turns ready and the alert goes away by itself
+                upstream.set(killSwitch=False)
+                wait_for(
+                    lambda: active_alerts(prom) == [],
+                    timeout=15,
+                    what="the alert to resolve after the switch is cleared",
+                )
+                assert serve.get("/readyz").status == 200
