@@ -21,7 +21,7 @@ import structlog
 from . import readiness
 from .keys import KeySource, KeyUnavailable, fingerprint
 from .outcome import Outcome, Result, classify
-from .readiness import Instant, State, Verdict
+from .readiness import Instant, Reason, State, Verdict
 from .settings import Secret, Settings
 from .whoami import fetch
 
@@ -138,6 +138,9 @@ class Poller:
         return self._state
 
     def verdict(self) -> Verdict:
+        if self._task is not None and self._task.done():
+            # A dead loop must not leave a pod ready on its last answer; /livez fails too.
+            return Verdict(False, Reason.STALE, "the poll loop has stopped")
         return readiness.verdict(self._state, self._mono(), stale_after=self.settings.stale_after)
 
     def alive(self) -> bool:
@@ -158,6 +161,13 @@ class Poller:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def run(self) -> None:
+        try:
+            await self._loop()
+        except Exception:
+            self._log.exception("poll loop crashed")
+            raise
+
+    async def _loop(self) -> None:
         while True:
             result = await self.poll_once()
             delay = next_delay(

@@ -219,3 +219,21 @@ async def test_a_stalled_loop_is_not_alive(upstream: TestServer) -> None:
         assert poller.alive()
         clock.now += settings.timeout + 11  # ...and the clock says it is far past its timeout
         assert not poller.alive()
+
+
+async def test_a_crashed_loop_is_neither_ready_nor_alive(
+    poller: Poller, logs: list[MutableMapping[str, Any]]
+) -> None:
+    async def explode(*, timeout: float | None = None) -> None:
+        raise RuntimeError("a bug")
+
+    await poller.poll_once()
+    assert poller.verdict().ready
+    poller.poll_once = explode  # type: ignore[method-assign]
+    poller.start()
+    async with asyncio.timeout(5):
+        while poller.alive():  # noqa: ASYNC110 (the task has no event to wait on)
+            await asyncio.sleep(0.01)
+    assert not poller.verdict().ready
+    await poller.stop()
+    assert any(e["event"] == "poll loop crashed" for e in logs)
