@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Final
 
@@ -39,6 +39,13 @@ DEMO_KEY: Final = "lp_demo_demo1_NOTaREALsecret"
 EMULATOR_LISTEN: Final = ("--emulator-listen", "LAYERS_EMULATOR_LISTEN", "127.0.0.1:8081")
 EMULATOR_SCENARIO: Final = ("--scenario", "LAYERS_EMULATOR_SCENARIO")
 
+METAVARS: Final = {
+    **dict.fromkeys(("interval", "timeout", "stale_after", "deadline"), "DURATION"),
+    "listen": "HOST:PORT",
+    "min_credits": "N",
+    "auth_scheme": "SCHEME",
+}
+
 DESCRIPTIONS: Final = {
     "serve": "Poll GET /v1/whoami forever and serve /readyz, /livez, /status and /metrics.",
     "check": (
@@ -57,6 +64,17 @@ DESCRIPTIONS: Final = {
 }
 
 
+EMULATOR_EPILOG: Final = (
+    "Control API: GET|POST /_emulator/scenario (POST merges a JSON object), "
+    "POST /_emulator/reset, GET /_emulator/stats. Scenario fields: "
+    + ", ".join(f.name for f in fields(emulator.Scenario))
+    + ". Failure modes: "
+    + ", ".join(emulator.FAILURES)
+    + ". Example: curl -X POST http://127.0.0.1:8081/_emulator/scenario "
+    """-d '{"killSwitch": true}'"""
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="layers-sidecar",
@@ -69,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command, names in COMMAND_OPTIONS.items():
         sub = commands.add_parser(
-            command, help=DESCRIPTIONS[command], description=DESCRIPTIONS[command]
+            command,
+            help=DESCRIPTIONS[command],
+            description=DESCRIPTIONS[command],
+            epilog=EMULATOR_EPILOG if command == "emulate" else None,
         )
         for name in sorted(names, key=list(OPTIONS).index):
             option = OPTIONS[name]
@@ -78,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 option.flag,
                 dest=name,
-                metavar=name.split("_")[-1].upper(),
+                metavar=METAVARS.get(name, name.split("_")[-1].upper()),
                 help=f"{option.help} [{option.env}; {shown}]",
             )
         if command in ("emulate", "demo"):
@@ -87,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 flag,
                 dest="emulator_listen",
-                metavar="LISTEN",
+                metavar="HOST:PORT",
                 help=f"HOST:PORT of the emulator [{env}; default {default}]",
             )
             flag, env = EMULATOR_SCENARIO
