@@ -18,6 +18,14 @@ _LEVELS: Final = {
 }
 
 
+def _headline_first(
+    _logger: object, _method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """timestamp, level and event lead each JSON line, so a person can scan raw logs."""
+    head = {key: event.pop(key) for key in ("timestamp", "level", "event") if key in event}
+    return {**head, **event}
+
+
 def setup_logging(log_format: LogFormat, level: LogLevel) -> structlog.typing.FilteringBoundLogger:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
@@ -30,6 +38,7 @@ def setup_logging(log_format: LogFormat, level: LogLevel) -> structlog.typing.Fi
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _headline_first,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

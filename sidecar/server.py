@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import signal
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
@@ -156,14 +155,3 @@ async def until_signalled(log: structlog.typing.FilteringBoundLogger) -> None:
         for sig in signals:
             loop.remove_signal_handler(sig)
     log.info("stopping")
-
-
-async def run_until_signalled(
-    log: structlog.typing.FilteringBoundLogger,
-    cleanups: list[Callable[[], Awaitable[None]]],
-) -> None:
-    try:
-        await until_signalled(log)
-    finally:
-        for cleanup in cleanups:
-            await cleanup()
