@@ -8,6 +8,8 @@ one static target on loopback that carries the labels pod discovery would give i
 
 from __future__ import annotations
 
+import functools
+import re
 import signal
 import subprocess
 import time
@@ -22,7 +24,7 @@ import yaml
 
 from tests.support import emulator, free_port, http, sidecar, wait_for
 from tests.test_alerts import alert_names, tool
-from tests.test_dashboard import SERIES_NAMES
+from tests.test_dashboard import SERIES_NAMES, dashboard_queries, load_dashboard
 
 pytestmark = [
     pytest.mark.e2e,
@@ -126,6 +128,23 @@ def active_alerts(url: str) -> list[dict[str, Any]]:
     return alerts
 
 
+# What Grafana puts in for the dashboard's variables with "All" selected.
+GRAFANA_VARIABLES = {"$job": ".*", "$namespace": ".*", "$pod": ".*", "$__rate_interval": "1m"}
+LABEL_VALUES = re.compile(r"^label_values\((.*),\s*(\w+)\)$")
+
+
+def grafana_query(url: str, expr: str) -> list[str] | list[dict[str, Any]]:
+    """What Grafana gets for a dashboard query: a variable's values, or a panel's series."""
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    label_values = LABEL_VALUES.match(expr)
+    if label_values:
+        selector, label = label_values.groups()
+        values: list[str] = api(url, f"label/{label}/values", **{"match[]": selector})
+        return values
+    return query(url, expr)
+
+
 def test_prometheus_scrapes_the_sidecar_and_sees_the_kill_switch(tmp_path: Path) -> None:
     with emulator(tmp_path) as upstream:
         upstream.set(creditBalance=4321.5, rateLimitTier="partner")
@@ -171,6 +190,14 @@ def test_prometheus_scrapes_the_sidecar_and_sees_the_kill_switch(tmp_path: Path)
                     timeout=10,
                     what="no alert for a healthy key",
                 )
+
+                # every dashboard query runs, and has something to show for a healthy key
+                for where, expr in dashboard_queries(load_dashboard()):
+                    wait_for(
+                        functools.partial(grafana_query, prom, expr),
+                        timeout=10,
+                        what=f"{where} to show something: {expr!r}",
+                    )
 
                 # Layers engages the kill switch
                 flipped = time.monotonic()
