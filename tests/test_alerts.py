@@ -30,15 +30,18 @@ SEVERITIES = {"critical", "warning"}
 TEMPLATE_QUERY = re.compile(r'printf\s+"((?:[^"\\]|\\.)*)"[^|}]*\|\s*query')
 
 
+INSTALL_HINTS = {
+    "prometheus": "run `scripts/install-tools prometheus` (Debian's package brings promtool too)",
+    "promtool": "run `scripts/install-tools prometheus` (Debian's package brings promtool too)",
+    "kubectl": "install kubectl; the tests build deploy/ with `kubectl kustomize`",
+}
+
+
 def tool(name: str) -> str:
     """The path of a command the tests need; a missing one fails, never skips."""
     path = shutil.which(name)
     if path is None:
-        pytest.fail(
-            f"{name} is not installed: run `scripts/install-tools prometheus` "
-            "(Debian's prometheus package brings prometheus and promtool)",
-            pytrace=False,
-        )
+        pytest.fail(f"{name} is not installed: {INSTALL_HINTS[name]}", pytrace=False)
     return path
 
 
