@@ -26,16 +26,7 @@ from tests.support import emulator, free_port, http, sidecar, wait_for
 from tests.test_alerts import alert_names, tool
 from tests.test_dashboard import SERIES_NAMES, dashboard_queries, load_dashboard
 
-pytestmark = [
-    pytest.mark.e2e,
-    # tests/support.py `start()` opens the emulator's and sidecar's output files inside the
-    # Popen call and never closes them; Python reports the leak when it collects them. Only that
-    # leak is ignored here; remove this once support.py closes its files.
-    pytest.mark.filterwarnings(
-        r"ignore:Exception ignored in.*/(emulator|sidecar)\.std(out|err)'"
-        ":pytest.PytestUnraisableExceptionWarning"
-    ),
-]
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING = ROOT / "monitoring"
