@@ -1,0 +1,247 @@
+"""Properties of the pure decision functions, over bodies and headers that hypothesis makes up.
+
+Whatever bytes arrive, `classify` returns an outcome and never raises; a body that is not a
+well-formed whoami is never `ok`; and a malformed body never turns a not-ready verdict ready.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any, Final
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from sidecar.outcome import Outcome, classify, parse_whoami, retry_wait
+from sidecar.readiness import STARTING, Instant, State, advance, verdict
+from sidecar.whoami import Answer, Failure
+
+GOOD: Final[dict[str, Any]] = {
+    "organizationId": "2481fa5c-a404-44ed-a561-565392499abc",
+    "workspaceId": "2481fa5c-a404-44ed-a561-565392499abc",
+    "organizationName": "Acme Growth",
+    "scopes": [],
+    "rateLimitTier": "standard",
+    "killSwitch": False,
+    "apiAccessRevoked": False,
+    "apiKeyId": "c2037bb9-354d-4662-96b7-97a28ad6b6e1",
+    "creditBalance": 2540,
+}
+# What each field must be; every other JSON type is wrong for it.
+KINDS: Final = {
+    "organizationId": "string",
+    "workspaceId": "string",
+    "organizationName": "string",
+    "rateLimitTier": "string",
+    "killSwitch": "boolean",
+    "apiAccessRevoked": "boolean",
+    "apiKeyId": "string",
+    "creditBalance": "number",
+}
+KINDS_OF_JSON: Final = ("null", "boolean", "integer", "float", "string", "array", "object")
+ALLOWED: Final = {"string": {"string"}, "boolean": {"boolean"}, "number": {"integer", "float"}}
+NOW: Final = 1_800_000_000.0
+# The machine is shared and noisy: no per-example deadline, and slow generation is no failure.
+thorough = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+def of_type(kind: str) -> st.SearchStrategy[Any]:
+    """Values of one JSON type, including the awkward ones (huge ints, NaN, nesting)."""
+    return {
+        "null": st.none(),
+        "boolean": st.booleans(),
+        "integer": st.integers() | st.sampled_from([10**400, -(10**400), 2**63]),
+        "float": st.floats(allow_nan=True, allow_infinity=True),
+        "string": st.text(max_size=30),
+        "array": st.lists(json_values, max_size=3),
+        "object": st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+    }[kind]
+
+
+def wrong_for(kind: str) -> st.SearchStrategy[Any]:
+    """Values of every JSON type but `kind` (a number is an integer or a float)."""
+    return st.one_of(*(of_type(t) for t in KINDS_OF_JSON if t not in ALLOWED[kind]))
+
+
+def ok_answer(body: bytes, status: int = 200) -> Answer:
+    return Answer(status=status, body=body, headers={"X-Request-Id": "req_1"})
+
+
+def dumps(value: Any) -> bytes:
+    # allow_nan: Python's json reads NaN and Infinity, so an upstream may well send them.
+    return json.dumps(value, allow_nan=True).encode()
+
+
+@st.composite
+def mistyped_bodies(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """A whoami body with one field (at least) given a wrong JSON type."""
+    field = draw(st.sampled_from(sorted(KINDS)))
+    body = dict(GOOD)
+    body[field] = draw(wrong_for(KINDS[field]))
+    # Other fields may be wrong too, or right: the one wrong field is enough.
+    for other in draw(st.sets(st.sampled_from(sorted(KINDS.keys() - {field})), max_size=3)):
+        body[other] = draw(st.one_of(*(of_type(kind) for kind in KINDS_OF_JSON)))
+    return field, body
+
+
+@given(mistyped_bodies())
+@example(("creditBalance", {**GOOD, "creditBalance": 10**400}))
+@example(("creditBalance", {**GOOD, "creditBalance": -(10**400)}))
+@example(("creditBalance", {**GOOD, "creditBalance": math.inf}))
+@example(("creditBalance", {**GOOD, "creditBalance": math.nan}))
+@example(("killSwitch", {**GOOD, "killSwitch": 0}))
+@example(("apiAccessRevoked", {**GOOD, "apiAccessRevoked": "false"}))
+@thorough
+def test_a_mistyped_field_is_never_ok_and_never_raises(case: tuple[str, dict[str, Any]]) -> None:
+    body = case[1]
+    assert isinstance(parse_whoami(dumps(body)), str)
+    result = classify(ok_answer(dumps(body)), NOW)
+    assert result.outcome is Outcome.INVALID_RESPONSE
+    assert result.whoami is None
+    assert result.kill_switch is None
+    assert result.access_revoked is None
+
+
+@given(st.sampled_from(sorted(KINDS)), st.sampled_from(KINDS_OF_JSON), st.data())
+@thorough
+def test_every_field_given_every_wrong_type_is_invalid(
+    field: str, kind: str, data: st.DataObject
+) -> None:
+    value = data.draw(of_type(kind))
+    well_typed = kind in ALLOWED[KINDS[field]]
+    if well_typed and kind in ("integer", "float"):
+        # The right type, yet no usable balance: NaN, an infinity, or an integer past any float.
+        well_typed = value == value and abs(value) <= sys.float_info.max
+    result = classify(ok_answer(dumps({**GOOD, field: value})), NOW)
+    if well_typed:
+        assert result.outcome in (Outcome.OK, Outcome.KILL_SWITCH, Outcome.ACCESS_REVOKED)
+    else:
+        assert result.outcome is Outcome.INVALID_RESPONSE, (field, value)
+        assert field in result.detail
+
+
+@given(st.sampled_from(sorted(KINDS)))
+@thorough
+def test_a_missing_field_is_invalid(field: str) -> None:
+    body = {k: v for k, v in GOOD.items() if k != field}
+    result = classify(ok_answer(dumps(body)), NOW)
+    assert result.outcome is Outcome.INVALID_RESPONSE
+    assert field in result.detail
+
+
+@given(json_values)
+@thorough
+def test_any_json_document_is_never_ok_unless_it_is_a_whoami(value: Any) -> None:
+    result = classify(ok_answer(dumps(value)), NOW)
+    assert result.outcome in (Outcome.OK, Outcome.INVALID_RESPONSE)
+    assert (result.outcome is Outcome.OK) == (not isinstance(parse_whoami(dumps(value)), str))
+
+
+@given(st.binary(max_size=600), st.integers(min_value=100, max_value=999), st.booleans())
+@example(b"[" * 100_000, 200, False)  # nesting deep enough to hit the recursion limit
+@example(b'{"error": {"code": "KILL_SWITCH"}}', 503, True)
+@thorough
+def test_any_bytes_with_any_status_never_raise(body: bytes, status: int, too_large: bool) -> None:
+    result = classify(Answer(status=status, body=body, too_large=too_large), NOW)
+    if status != 200:
+        assert result.outcome is not Outcome.OK
+    elif too_large:
+        assert result.outcome is Outcome.INVALID_RESPONSE
+    else:
+        assert result.outcome in (Outcome.OK, Outcome.INVALID_RESPONSE)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["Retry-After", "X-RateLimit-Reset", "X-RateLimit-Limit", "X-RateLimit-Remaining"]
+        ),
+        st.text(max_size=40)
+        | st.sampled_from(["1e400", "nan", "-1", "Wed, 21 Oct 2015 07:28:00 GMT", "Thu, 99"]),
+    ),
+    st.sampled_from([429, 200, 503]),
+)
+@thorough
+def test_any_rate_limit_headers_never_raise_and_never_wait_a_negative_time(
+    headers: dict[str, str], status: int
+) -> None:
+    wait = retry_wait(headers, NOW)
+    assert wait is None or (wait >= 0 and math.isfinite(wait))
+    result = classify(Answer(status=status, body=dumps(GOOD), headers=headers), NOW)
+    if status == 429:
+        assert result.outcome is Outcome.RATE_LIMITED
+        assert result.retry_after == wait
+
+
+# The readiness fold: a malformed body never makes a not-ready verdict ready.
+
+malformed_answers = st.one_of(
+    mistyped_bodies().map(lambda case: ok_answer(dumps(case[1]))),
+    st.binary(max_size=200).filter(lambda b: isinstance(parse_whoami(b), str)).map(ok_answer),
+    st.builds(Answer, status=st.just(200), body=st.just(dumps(GOOD)), too_large=st.just(True)),
+)
+any_answers = st.one_of(
+    malformed_answers,
+    st.just(ok_answer(dumps(GOOD))),
+    st.just(ok_answer(dumps({**GOOD, "killSwitch": True}))),
+    st.sampled_from([401, 402, 403, 404, 429, 500, 502, 503]).map(
+        lambda s: Answer(status=s, body=b'{"error": {"code": "X"}}')
+    ),
+    st.just(Answer(status=503, body=b'{"error": {"code": "KILL_SWITCH"}}')),
+    st.sampled_from([Failure.TIMEOUT, Failure.NETWORK]).map(lambda f: Answer(failure=f)),
+)
+
+
+@given(
+    st.lists(st.tuples(any_answers, st.floats(min_value=0, max_value=100)), max_size=8),
+    malformed_answers,
+    st.floats(min_value=0, max_value=200),
+    st.none() | st.floats(min_value=0, max_value=5000),
+)
+@thorough
+def test_a_malformed_body_never_makes_a_pod_ready(
+    history: list[tuple[Answer, float]],
+    malformed: Answer,
+    stale_after: float,
+    min_credits: float | None,
+) -> None:
+    state, mono = State(), 1000.0
+    for answer, gap in history:
+        mono += gap
+        state = advance(
+            state, classify(answer, NOW), Instant(NOW + mono, mono), min_credits=min_credits
+        )
+    before = verdict(state, mono, stale_after=stale_after)
+    after_state = advance(
+        state, classify(malformed, NOW), Instant(NOW + mono, mono), min_credits=min_credits
+    )
+    after = verdict(after_state, mono, stale_after=stale_after)
+    assert after_state.last_outcome == Outcome.INVALID_RESPONSE.value
+    # Transient: it may keep a ready verdict while fresh, but never create one.
+    if not before.ready:
+        assert not after.ready
+    if after.ready:
+        assert after_state.last_success_mono is not None
+        assert mono - after_state.last_success_mono < stale_after
+    # And the whoami fields are those of the last good answer, not the malformed one.
+    assert after_state.whoami == state.whoami
+
+
+@given(st.lists(malformed_answers, min_size=1, max_size=6))
+@thorough
+def test_only_malformed_bodies_from_the_start_stay_starting(answers: list[Answer]) -> None:
+    state = State()
+    for step, answer in enumerate(answers):
+        state = advance(state, classify(answer, NOW), Instant(NOW + step, step), min_credits=None)
+        assert verdict(state, step, stale_after=90) == STARTING
+    assert state.whoami is None
+    assert state.consecutive_failures == len(answers)
