@@ -36,5 +36,5 @@ test: lint tools
 	$(BIN)/pytest
 
 bench: $(VENV)/.bench
-	scripts/install-tools prometheus wrk curl jq
+	scripts/install-tools prometheus wrk curl jq hyperfine
 	$(BIN)/python -m bench

@@ -1,0 +1,369 @@
+"""bench/out/*.json → bench/RESULTS.md and bench/results.png.
+
+Every number in RESULTS.md comes from the JSON of the run; the prose that explains what limits a
+figure lives in bench/analysis.md, written from the profiles, and is copied in as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .common import BENCH_DIR
+
+RESULTS = BENCH_DIR / "RESULTS.md"
+FIGURE = BENCH_DIR / "results.png"
+ANALYSIS = BENCH_DIR / "analysis.md"
+
+
+def _load(out: Path, name: str) -> dict[str, Any] | None:
+    path = out / f"{name}.json"
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _mark(met: bool) -> str:
+    return "**met**" if met else "**missed**"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def plot(detect: dict[str, Any] | None, soak: dict[str, Any] | None, path: Path) -> bool:
+    """Detection latency per flip, and RSS over the soak; False when there is nothing to draw."""
+    if detect is None and soak is None:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    if detect is not None:
+        times = sorted(s["detect_s"] * 1000 for s in detect["samples"])
+        share = [(i + 1) / len(times) for i in range(len(times))]
+        left.step(times, share, where="post", label=f"{len(times)} kill-switch flips")
+        left.axvline(detect["interval_s"] * 1000, color="grey", linestyle=":", label="interval")
+        left.axvline(
+            detect["bound_s"] * 1000,
+            color="red",
+            linestyle="--",
+            label="target: interval + request",
+        )
+        left.set_xlabel("kill switch on → /readyz 503 (ms)")
+        left.set_ylabel("share of flips detected")
+        left.set_title(f"Detection latency at --interval {detect['interval_s']:g}s")
+        left.legend(loc="upper left")
+        left.grid(alpha=0.3)
+    if soak is not None:
+        polls = [s["polls"] for s in soak["series"]]
+        rss = [s["rss_mib"] for s in soak["series"]]
+        right.plot(polls, rss, label="sidecar RSS")
+        right.axhline(45, color="red", linestyle="--", label="target: 45 MiB")
+        right.axhline(
+            soak["rss_start_mib"] + 2, color="orange", linestyle=":", label="start + 2 MiB"
+        )
+        right.set_ylim(0, max(50, max(rss) + 5))
+        right.set_xlabel(f"whoami polls (--interval {soak['interval']})")
+        right.set_ylabel("RSS (MiB)")
+        right.set_title("Memory over the soak")
+        right.legend(loc="lower right")
+        right.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+def _headline(data: dict[str, dict[str, Any] | None]) -> list[str]:
+    rows = ["| figure | target | result | |", "| --- | --- | --- | --- |"]
+    probe, detect, soak, boot, economy = (
+        data["probe"],
+        data["detect"],
+        data["soak"],
+        data["boot"],
+        data["economy"],
+    )
+    if probe is not None:
+        ratio = probe["ratios"]["readyz"]["of_medians"]
+        s = probe["summary"]
+        rows.append(
+            f"| `/readyz` throughput vs bare aiohttp | ≥ 0.8x | {ratio:.2f}x "
+            f"({s['readyz']['rps']:,.0f} vs {s['bare']['rps']:,.0f} req/s) | "
+            f"{_mark(ratio >= 0.8)} |"
+        )
+        rows.append(
+            f"| `/metrics` throughput vs bare aiohttp | — | "
+            f"{probe['ratios']['metrics']['of_medians']:.2f}x "
+            f"({s['metrics']['rps']:,.0f} req/s) | no target |"
+        )
+    if detect is not None:
+        d = detect["detect"]
+        rows.append(
+            f"| detection latency max, `--interval {detect['interval_s']:g}s` | "
+            f"≤ interval + one request = {_ms(detect['bound_s'])} | {_ms(d['max_s'])} "
+            f"(p50 {_ms(d['p50_s'])}, p99 {_ms(d['p99_s'])}, {detect['flips']} flips) | "
+            f"{_mark(detect['met'])} |"
+        )
+    if soak is not None:
+        rows.append(
+            f"| steady RSS over {soak['polls']:,} polls | ≤ 45 MiB | "
+            f"{soak['rss_max_mib']:.1f} MiB max | {_mark(soak['met_steady'])} |"
+        )
+        rows.append(
+            f"| RSS growth over the run | < 2 MiB | {soak['growth_mib']:+.2f} MiB "
+            f"({soak['rss_start_mib']:.1f} → {soak['rss_end_mib']:.1f}) | "
+            f"{_mark(soak['met_growth'])} |"
+        )
+        rows.append(f"| CPU per poll | — | {soak['cpu_ms_per_poll']:.2f} ms | no target |")
+    if boot is not None:
+        r = boot["ratios"]
+        ours = boot["results"]["layers-sidecar check"]["median_s"]
+        rows.append(
+            f"| `check` wall time vs curl + jq / requests | — | {_ms(ours)}: "
+            f"{r['curl + jq (boot-check.sh)']:.2f}x / {r['requests (boot_check.py)']:.2f}x | "
+            "no target |"
+        )
+    if economy is not None:
+        per_minute = ", ".join(f"{r['whoami_per_minute']:.1f}" for r in economy["results"])
+        rows.append(
+            f"| whoami calls/min at 0, 10, 1,000 probes/s | must not move | {per_minute} | "
+            f"{_mark(economy['met'])} |"
+        )
+    return rows
+
+
+def _probe(probe: dict[str, Any]) -> list[str]:
+    s, ratios = probe["summary"], probe["ratios"]
+    lines = [
+        f"wrk, 1 thread, {probe['connections']} connections, {probe['rounds']} rounds of "
+        f"{probe['seconds_per_run']:g} s per target, targets in a shuffled order each round; "
+        "wrk pinned to CPU 0, the servers to CPU 1. Medians over the rounds.",
+        "",
+        "| target | req/s | p50 | p99 | vs bare (ratio of medians) | per-round ratios | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, label in (
+        ("bare", "bare aiohttp, constant 200"),
+        ("readyz", "sidecar `/readyz`"),
+        ("metrics", "sidecar `/metrics`"),
+    ):
+        ratio = ratios.get(name)
+        rounds = ", ".join(f"{value:.2f}" for value in ratio["per_round"]) if ratio else "—"
+        versus = f"{ratio['of_medians']:.2f}x" if ratio else "1"
+        lines.append(
+            f"| {label} | {s[name]['rps']:,.0f} | {s[name]['p50_ms']:.2f} ms | "
+            f"{s[name]['p99_ms']:.2f} ms | {versus} | {rounds} | "
+            f"{s[name]['errors'] + s[name]['non_2xx']} |"
+        )
+    lines += [
+        "",
+        f"Upstream calls while under this load: "
+        f"{probe['upstream_calls_per_minute_under_load']:.1f}/min at `--interval 1s` "
+        f"(over {probe['load_seconds']:.0f} s).",
+    ]
+    return lines
+
+
+def _detect(detect: dict[str, Any]) -> list[str]:
+    d, r, w = detect["detect"], detect["recover"], detect["whoami_request"]
+    flip = sorted(s["flip_request_s"] for s in detect["samples"])
+    return [
+        f"{detect['flips']} flips at random moments of the poll cycle, `--interval "
+        f"{detect['interval_s']:g}s`; `/readyz` probed every {detect['probe_gap_s'] * 1000:g} ms "
+        "over one kept-alive connection. The clock starts *before* the request that flips the "
+        "emulator, so each figure includes that request (median "
+        f"{_ms(flip[len(flip) // 2])}).",
+        "",
+        "| | p50 | p99 | max |",
+        "| --- | --- | --- | --- |",
+        f"| kill switch on → `/readyz` 503 | {_ms(d['p50_s'])} | {_ms(d['p99_s'])} | "
+        f"{_ms(d['max_s'])} |",
+        f"| kill switch off → `/readyz` 200 | {_ms(r['p50_s'])} | {_ms(r['p99_s'])} | "
+        f"{_ms(r['max_s'])} |",
+        f"| one whoami request (the sidecar's own `elapsedMs`, {w['count']} polls) | "
+        f"{_ms(w['p50_s'])} | | {_ms(w['max_s'])} |",
+        "",
+        f"Target: max ≤ interval + one request = {detect['interval_s']:g} s + "
+        f"{_ms(w['max_s'])} (the slowest request of the run) = {_ms(detect['bound_s'])}: "
+        f"{_mark(detect['met'])}.",
+    ]
+
+
+def _soak(soak: dict[str, Any]) -> list[str]:
+    return [
+        f"`serve --interval {soak['interval']}` against the emulator until {soak['polls']:,} "
+        f"polls ({soak['seconds']:.0f} s, {soak['polls_per_s']:.0f} polls/s), RSS and CPU time "
+        "from `/proc` every 0.5 s, the poll count from the emulator.",
+        "",
+        "| | value |",
+        "| --- | --- |",
+        f"| RSS just after start (first poll answered) | {soak['rss_start_mib']:.1f} MiB |",
+        f"| RSS after {soak['warm_polls']:,} polls | {soak['rss_warm_mib']:.1f} MiB |",
+        f"| RSS after {soak['polls']:,} polls | {soak['rss_end_mib']:.1f} MiB |",
+        f"| RSS max over the run | {soak['rss_max_mib']:.1f} MiB |",
+        f"| growth, start → end | {soak['growth_mib']:+.2f} MiB |",
+        f"| growth, after {soak['warm_polls']:,} polls → end | "
+        f"{soak['growth_after_warm_mib']:+.2f} MiB |",
+        f"| CPU per poll, sidecar | {soak['cpu_ms_per_poll']:.3f} ms |",
+        f"| CPU per poll, emulator (for scale) | {soak['emulator_cpu_ms_per_poll']:.3f} ms |",
+        "",
+        f"At the default `--interval 30s` that CPU cost is "
+        f"{soak['cpu_ms_per_poll'] / 30:.4f} ms of CPU a second: "
+        f"{soak['cpu_ms_per_poll'] / 30 / 10:.5f} % of one core.",
+    ]
+
+
+def _boot(boot: dict[str, Any]) -> list[str]:
+    lines = [
+        f"hyperfine, `--shell=none`, 3 warm-up runs and {boot['runs']} runs each, one "
+        "invocation against one emulator. Each command exits 0 on the healthy key (checked "
+        "before timing).",
+        "",
+        "| command | median | mean ± sd | min | `check` ÷ this |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, r in boot["results"].items():
+        lines.append(
+            f"| {name} | {_ms(r['median_s'])} | {_ms(r['mean_s'])} ± {_ms(r['stddev_s'])} | "
+            f"{_ms(r['min_s'])} | {boot['ratios'][name]:.2f} |"
+        )
+    lines += [
+        "",
+        "Where `check`'s start-up goes (`python -X importtime -m sidecar check`, top-level "
+        "imports by cumulative time):",
+        "",
+        "| module | cumulative |",
+        "| --- | --- |",
+    ]
+    for row in boot["import_profile"][:8]:
+        lines.append(f"| `{row['module']}` | {row['cumulative_us'] / 1000:.1f} ms |")
+    return lines
+
+
+def _economy(economy: dict[str, Any]) -> list[str]:
+    lines = [
+        f"`serve --interval {economy['interval_s']:g}s` (the default is 30 s; 1 s shows a change "
+        f"sooner), probes paced by `bench/loadgen.py`, {economy['window_s']:g} s a window, "
+        "whoami calls counted by the emulator.",
+        "",
+        "| probes/s asked | probes/s made | probe answers | window | whoami calls "
+        "(one per interval would be) | whoami/min |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in economy["results"]:
+        statuses = ", ".join(f"{v:,} x {k}" for k, v in r["probe_statuses"].items()) or "—"
+        lines.append(
+            f"| {r['probe_rate']:,} | {r['achieved_probe_rate']:,.1f} | {statuses} | "
+            f"{r['seconds']:.1f} s | {r['whoami_calls']} ({r['expected_calls']:.1f}) | "
+            f"{r['whoami_per_minute']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Target: the call rate does not move with the probe rate; each window holds the polls "
+        "its length allows, give or take the one poll that its edges can cut "
+        f"(spread {economy['spread_per_minute']:.2f} calls/min): {_mark(economy['met'])}.",
+    ]
+    return lines
+
+
+def _profile(profile: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    titles = {
+        "readyz": "`/readyz` under wrk",
+        "metrics": "`/metrics` under wrk",
+        "poll": f"polling every 5 ms ({profile.get('poll', {}).get('polls', 0):,} polls)",
+    }
+    for name, title in titles.items():
+        if name not in profile:
+            continue
+        lines += [
+            f"**{title}**: the functions with the most time of their own, as a share of the "
+            f"{profile[name]['busy_s']:.2f} s the process was busy (waiting in epoll left out, "
+            "start-up included):",
+            "",
+            "| function | calls | own time | share of busy |",
+            "| --- | --- | --- | --- |",
+        ]
+        for row in profile[name]["top"][:8]:
+            lines.append(
+                f"| `{row['function']}` | {row['calls']:,} | {row['own_s']:.3f} s | "
+                f"{row['busy_share']:.1%} |"
+            )
+        lines.append("")
+    poll = profile.get("poll")
+    if poll and poll.get("sidecar"):
+        lines += [
+            "**One poll, by the sidecar's own functions** (CPU time inside each, awaits left "
+            f"out, per poll, under the profiler's overhead; over {poll['polls']:,} polls):",
+            "",
+            "| function | per poll |",
+            "| --- | --- |",
+        ]
+        for row in poll["sidecar"]:
+            lines.append(f"| `{row['function']}` | {row['per_poll_us']:.0f} µs |")
+        lines.append("")
+    return lines
+
+
+def write(out: Path, *, command: str) -> Path:
+    names = ("machine", "probe", "detect", "soak", "boot", "economy", "profile")
+    data = {name: _load(out, name) for name in names}
+    machine = data["machine"] or {}
+    quick = any(d.get("quick") for d in data.values() if d)
+    wall = sum(d.get("wall_s", 0) for d in data.values() if d)
+    lines = [
+        "# Benchmarks",
+        "",
+        "Made by `make bench`, which installs the tools (`scripts/install-tools prometheus wrk "
+        f"curl jq hyperfine`) and runs `{command}` (here `.venv/bin/{command}`); the raw "
+        "figures are in `bench/out/*.json`. Everything runs on loopback against "
+        "`layers-sidecar emulate`. The machine is shared and noisy, so each comparison is made "
+        "in the same run and ratios matter more than absolute times.",
+        "",
+    ]
+    if quick:
+        lines += ["> **A `--quick` smoke run: too few samples to quote.**", ""]
+    if machine:
+        modified = " (with uncommitted changes to sidecar/)" if machine["sidecar_modified"] else ""
+        lines += [
+            f"Run on {machine['date']} at commit `{machine['commit']}`{modified}, "
+            f"{wall / 60:.1f} minutes in all.",
+            "",
+            "| machine | |",
+            "| --- | --- |",
+            f"| CPU | {machine['nproc']} x {machine['cpu']} |",
+            f"| memory | {machine['memory_gib']} GiB |",
+            f"| kernel | Linux {machine['kernel']} |",
+            f"| load average at the start | {machine['load_average']} |",
+            f"| Python | {machine['python']} |",
+            f"| aiohttp / prometheus-client / structlog | {machine['aiohttp']} / "
+            f"{machine['prometheus_client']} / {machine['structlog']} |",
+            f"| wrk / hyperfine | {machine['wrk'].split(' [')[0]} / {machine['hyperfine']} |",
+            f"| curl / jq / requests | {machine['curl'].split(' (')[0]} / {machine['jq']} / "
+            f"{machine['requests']} |",
+            "",
+        ]
+    lines += ["## Headline", "", *_headline(data), ""]
+    if plot(data["detect"], data["soak"], FIGURE):
+        lines += [f"![Detection latency and RSS over the soak]({FIGURE.name})", ""]
+    sections = (
+        ("probe", "1. Probe path", _probe),
+        ("detect", "2. Detection latency", _detect),
+        ("soak", "3. Memory and CPU", _soak),
+        ("boot", "4. Boot check", _boot),
+        ("economy", "5. Upstream economy", _economy),
+        ("profile", "Profiles", _profile),
+    )
+    for name, title, render in sections:
+        section = data[name]
+        if section is not None:
+            lines += [f"## {title}", "", *render(section), ""]
+    if ANALYSIS.exists():
+        lines += [ANALYSIS.read_text().strip(), ""]
+    RESULTS.write_text("\n".join(lines))
+    return RESULTS

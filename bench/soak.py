@@ -1,0 +1,72 @@
+"""3. Memory and CPU: RSS just after start and over 20,000 polls at a 5 ms interval.
+
+RSS and CPU time come from /proc; the poll count from the emulator's side, so that measuring
+costs the sidecar nothing. The emulator's rate limit is raised out of the way.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.support import emulator, sidecar, wait_for
+
+from .common import CLIENT_CPU, SERVER_CPU, Plan, cpu_seconds, pin, rss_mib
+
+INTERVAL = "5ms"
+SAMPLE_EVERY = 0.5
+
+
+def run(plan: Plan) -> dict[str, Any]:
+    polls = plan.count(20_000, 2_000)
+    time_limit = plan.pick(480, 60)
+    with emulator(plan.tmp) as emu:
+        emu.set(rateLimitPerMinute=1_000_000_000)
+        pin(emu.process.proc.pid, CLIENT_CPU)
+        with sidecar(plan.tmp, emu.url, "--interval", INTERVAL, "--log-level", "info") as sc:
+            pid = sc.proc.pid
+            pin(pid, SERVER_CPU)
+            wait_for(lambda: sc.get("/readyz").status == 200, what="the sidecar to be ready")
+            start_count, start_cpu, started = emu.whoami_requests(), cpu_seconds(pid), time.time()
+            emu_cpu = cpu_seconds(emu.process.proc.pid)
+            series = [{"t": 0.0, "polls": 0, "rss_mib": rss_mib(pid), "cpu_s": 0.0}]
+            deadline = time.monotonic() + time_limit
+            done = 0
+            while done < polls and time.monotonic() < deadline:
+                time.sleep(SAMPLE_EVERY)
+                done = emu.whoami_requests() - start_count
+                series.append(
+                    {
+                        "t": time.time() - started,
+                        "polls": done,
+                        "rss_mib": rss_mib(pid),
+                        "cpu_s": cpu_seconds(pid) - start_cpu,
+                    }
+                )
+            emu_cpu = cpu_seconds(emu.process.proc.pid) - emu_cpu
+            status = sc.get("/status").json()
+            assert sc.proc.poll() is None
+    end = series[-1]
+    warm = next((s for s in series if s["polls"] >= min(1000, polls // 10)), series[0])
+    rss = [s["rss_mib"] for s in series]
+    return {
+        "interval": INTERVAL,
+        "polls_target": polls,
+        "polls": end["polls"],
+        "seconds": end["t"],
+        "rss_start_mib": series[0]["rss_mib"],
+        "rss_warm_mib": warm["rss_mib"],
+        "rss_end_mib": end["rss_mib"],
+        "rss_max_mib": max(rss),
+        "growth_mib": end["rss_mib"] - series[0]["rss_mib"],
+        "growth_after_warm_mib": end["rss_mib"] - warm["rss_mib"],
+        "warm_polls": warm["polls"],
+        "cpu_s": end["cpu_s"],
+        "cpu_ms_per_poll": end["cpu_s"] / max(1, end["polls"]) * 1000,
+        "emulator_cpu_ms_per_poll": emu_cpu / max(1, end["polls"]) * 1000,
+        "polls_per_s": end["polls"] / max(end["t"], 1e-9),
+        "last_outcome": status["lastOutcome"],
+        "met_steady": max(rss) <= 45,
+        "met_growth": end["rss_mib"] - series[0]["rss_mib"] < 2,
+        "series": series,
+    }
