@@ -212,6 +212,11 @@ def _soak(soak: dict[str, Any]) -> list[str]:
         f"| CPU per poll, sidecar | {soak['cpu_ms_per_poll']:.3f} ms |",
         f"| CPU per poll, emulator (for scale) | {soak['emulator_cpu_ms_per_poll']:.3f} ms |",
         "",
+        "What the RSS is made of: a fresh interpreter's VmRSS after each set of imports, and "
+        "nothing else — "
+        + ", ".join(f"{name} {mib:.1f} MiB" for name, mib in soak["rss_floors_mib"].items())
+        + ".",
+        "",
         f"At the default `--interval 30s` that CPU cost is "
         f"{soak['cpu_ms_per_poll'] / 30:.4f} ms of CPU a second: "
         f"{soak['cpu_ms_per_poll'] / 30 / 10:.5f} % of one core.",
@@ -232,16 +237,22 @@ def _boot(boot: dict[str, Any]) -> list[str]:
             f"| {name} | {_ms(r['median_s'])} | {_ms(r['mean_s'])} ± {_ms(r['stddev_s'])} | "
             f"{_ms(r['min_s'])} | {boot['ratios'][name]:.2f} |"
         )
+    profile = boot["import_profile"]
     lines += [
         "",
-        "Where `check`'s start-up goes (`python -X importtime -m sidecar check`, top-level "
-        "imports by cumulative time):",
+        "Where `check`'s start-up goes, from one `python -X importtime -m sidecar check`: the "
+        "modules imported at the top and by the package and the CLI directly, with all they "
+        "pull in (the first importer of a library pays for it), and the modules heaviest on "
+        "their own.",
         "",
-        "| module | cumulative |",
-        "| --- | --- |",
+        "| imported at the top or by the CLI | cumulative | | heaviest on its own | own |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    for row in boot["import_profile"][:8]:
-        lines.append(f"| `{row['module']}` | {row['cumulative_us'] / 1000:.1f} ms |")
+    for direct, own in zip(profile["direct"], profile["heaviest_own"], strict=False):
+        lines.append(
+            f"| `{direct['module']}` | {direct['cumulative_ms']:.1f} ms | | "
+            f"`{own['module']}` | {own['own_ms']:.1f} ms |"
+        )
     return lines
 
 

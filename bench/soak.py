@@ -6,15 +6,41 @@ costs the sidecar nothing. The emulator's rate limit is raised out of the way.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from typing import Any
 
 from tests.support import emulator, sidecar, wait_for
 
-from .common import CLIENT_CPU, SERVER_CPU, Plan, cpu_seconds, pin, rss_mib
+from .common import CLIENT_CPU, ROOT, SERVER_CPU, Plan, cpu_seconds, pin, rss_mib
 
 INTERVAL = "5ms"
 SAMPLE_EVERY = 0.5
+# What the RSS is made of: the interpreter with each layer of imports and nothing else.
+FLOORS = {
+    "python": "",
+    "import asyncio": "import asyncio",
+    "import aiohttp": "import aiohttp",
+    "import sidecar.check": "import sidecar.check",
+    "import sidecar.cli": "import sidecar.cli",
+}
+_RSS = "import re; print(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read())[1])"
+
+
+def rss_floors() -> dict[str, float]:
+    """VmRSS in MiB of a fresh interpreter after each set of imports."""
+    floors = {}
+    for name, statement in FLOORS.items():
+        run = subprocess.run(
+            [sys.executable, "-c", f"{statement}\n{_RSS}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        floors[name] = int(run.stdout) / 1024
+    return floors
 
 
 def run(plan: Plan) -> dict[str, Any]:
@@ -68,5 +94,6 @@ def run(plan: Plan) -> dict[str, Any]:
         "last_outcome": status["lastOutcome"],
         "met_steady": max(rss) <= 45,
         "met_growth": end["rss_mib"] - series[0]["rss_mib"] < 2,
+        "rss_floors_mib": rss_floors(),
         "series": series,
     }
