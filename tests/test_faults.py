@@ -37,6 +37,7 @@ from tests.support import (
     start,
     wait_for,
 )
+from tests.test_outcome import WHOAMI as GOOD_BODY
 
 pytestmark = pytest.mark.faults
 
@@ -127,19 +128,6 @@ def test_a_broken_answer_is_transient_and_recovers(
         failed = break_and_recover(sc, emu, patch, outcome)
         assert detail in failed["detail"]
         assert FAKE_KEY not in sc.stderr
-
-
-GOOD_BODY: dict[str, Any] = {
-    "organizationId": "2481fa5c-a404-44ed-a561-565392499abc",
-    "workspaceId": "2481fa5c-a404-44ed-a561-565392499abc",
-    "organizationName": "Acme Growth",
-    "scopes": [],
-    "rateLimitTier": "standard",
-    "killSwitch": False,
-    "apiAccessRevoked": False,
-    "apiKeyId": "c2037bb9-354d-4662-96b7-97a28ad6b6e1",
-    "creditBalance": 2540,
-}
 
 
 @pytest.mark.parametrize(

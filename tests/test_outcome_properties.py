@@ -17,18 +17,8 @@ from hypothesis import strategies as st
 from sidecar.outcome import Outcome, classify, parse_whoami, retry_wait
 from sidecar.readiness import STARTING, Instant, State, advance, verdict
 from sidecar.whoami import Answer, Failure
+from tests.test_outcome import WHOAMI as GOOD
 
-GOOD: Final[dict[str, Any]] = {
-    "organizationId": "2481fa5c-a404-44ed-a561-565392499abc",
-    "workspaceId": "2481fa5c-a404-44ed-a561-565392499abc",
-    "organizationName": "Acme Growth",
-    "scopes": [],
-    "rateLimitTier": "standard",
-    "killSwitch": False,
-    "apiAccessRevoked": False,
-    "apiKeyId": "c2037bb9-354d-4662-96b7-97a28ad6b6e1",
-    "creditBalance": 2540,
-}
 # What each field must be; every other JSON type is wrong for it.
 KINDS: Final = {
     "organizationId": "string",
