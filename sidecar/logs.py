@@ -43,7 +43,7 @@ def setup_logging(log_format: LogFormat, level: LogLevel) -> structlog.typing.Fi
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,
     )
     logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("layers-sidecar")
     return logger
