@@ -13,7 +13,7 @@ from typing import Final
 import structlog
 
 from .keys import KeySource
-from .poller import Poller, next_delay
+from .poller import Poller
 from .readiness import Reason
 from .settings import Settings
 
@@ -58,13 +58,7 @@ async def run_check(
             if left <= 0:
                 code = EXIT_DEADLINE
                 break
-            delay = next_delay(
-                result.outcome,
-                failures=poller.snapshot().consecutive_failures,
-                interval=settings.interval,
-                retry_after=result.retry_after,
-            )
-            delay = min(delay, left)
+            delay = min(poller.delay_after(result), left)
             log.info("check retrying", outcome=result.outcome.value, inSeconds=round(delay, 2))
             await asyncio.sleep(delay)
 

@@ -27,6 +27,8 @@ DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0
 
 
 class Source(Protocol):
+    """What the gauges are derived from: the poller, or anything shaped like it."""
+
     def snapshot(self) -> State: ...
     def verdict(self) -> Verdict: ...
 

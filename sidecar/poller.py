@@ -169,15 +169,18 @@ class Poller:
 
     async def _loop(self) -> None:
         while True:
-            result = await self.poll_once()
-            delay = next_delay(
-                result.outcome if result else None,
-                failures=self._state.consecutive_failures,
-                interval=self.settings.interval,
-                retry_after=result.retry_after if result else None,
-            )
+            delay = self.delay_after(await self.poll_once())
             self._progress_deadline = self._mono() + delay + self.settings.timeout + LIVENESS_GRACE
             await asyncio.sleep(delay)
+
+    def delay_after(self, result: Result | None) -> float:
+        """When the next attempt is due after `result`; `serve` and `check` share it."""
+        return next_delay(
+            result.outcome if result else None,
+            failures=self._state.consecutive_failures,
+            interval=self.settings.interval,
+            retry_after=result.retry_after if result else None,
+        )
 
     async def poll_once(self, *, timeout: float | None = None) -> Result | None:
         """One attempt: read the key, call whoami, fold the answer in. None when keyless."""

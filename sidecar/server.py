@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from . import metrics
 from .readiness import Reason, State, Verdict
 from .settings import ConfigError, Listen
 
@@ -30,11 +31,9 @@ CHECKS: Final = (
 )
 
 
-class Source(Protocol):
+class Source(metrics.Source, Protocol):
     """What the server reads: the poller, or anything shaped like it."""
 
-    def snapshot(self) -> State: ...
-    def verdict(self) -> Verdict: ...
     def alive(self) -> bool: ...
 
 
