@@ -8,12 +8,29 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from .whoami import Answer, Failure
+
+class Failure(StrEnum):
+    TIMEOUT = "timeout"
+    NETWORK = "network_error"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one whoami attempt produced: an HTTP answer, or a transport failure."""
+
+    status: int | None = None
+    body: bytes = b""
+    too_large: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+    elapsed: float = 0.0
+    failure: Failure | None = None
+    detail: str = ""
 
 
 class Outcome(StrEnum):

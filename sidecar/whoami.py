@@ -1,7 +1,8 @@
 """One call to GET /v1/whoami, turned into a plain `Answer`. The only place that does HTTP out.
 
 Nothing here decides anything: a status, at most 64 KiB of body, the headers that matter and the
-time taken, or the kind of transport failure. `outcome.classify` makes the verdict.
+time taken, or the kind of transport failure, as the `Answer` that `outcome` owns;
+`outcome.classify` makes the verdict.
 """
 
 from __future__ import annotations
@@ -9,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Final
 
 import aiohttp
 
+from .outcome import Answer, Failure
 from .settings import AuthScheme, Secret
 
 MAX_BODY: Final = 64 * 1024
@@ -29,24 +28,6 @@ KEPT_HEADERS: Final = (
     "X-RateLimit-Reset",
     "X-RateLimit-Tier",
 )
-
-
-class Failure(StrEnum):
-    TIMEOUT = "timeout"
-    NETWORK = "network_error"
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What one whoami attempt produced: an HTTP answer, or a transport failure."""
-
-    status: int | None = None
-    body: bytes = b""
-    too_large: bool = False
-    headers: Mapping[str, str] = field(default_factory=dict)
-    elapsed: float = 0.0
-    failure: Failure | None = None
-    detail: str = ""
 
 
 def auth_headers(key: Secret, scheme: AuthScheme) -> dict[str, str]:

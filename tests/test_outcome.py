@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.outcome import Outcome, classify, parse_whoami, retry_wait
-from sidecar.whoami import Answer, Failure
+from sidecar.outcome import Answer, Failure, Outcome, classify, parse_whoami, retry_wait
 
 NOW = 1_800_000_000.0
 

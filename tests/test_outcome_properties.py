@@ -14,9 +14,8 @@ from typing import Any, Final
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sidecar.outcome import Outcome, classify, parse_whoami, retry_wait
+from sidecar.outcome import Answer, Failure, Outcome, classify, parse_whoami, retry_wait
 from sidecar.readiness import STARTING, Instant, State, advance, verdict
-from sidecar.whoami import Answer, Failure
 from tests.test_outcome import WHOAMI as GOOD
 
 # What each field must be; every other JSON type is wrong for it.

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from sidecar.outcome import Outcome, Result, classify
+from sidecar.outcome import Answer, Failure, Outcome, Result, classify
 from sidecar.readiness import Instant, Reason, State, advance, key_unavailable, verdict
-from sidecar.whoami import Answer, Failure
 from tests.test_outcome import WHOAMI, error, ok
 
 STALE_AFTER = 90.0
