@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .settings import Secret
+from .settings import Secret, Settings
 
 # Printable ASCII without spaces: anything else cannot travel in an HTTP header unchanged.
 _ALLOWED = frozenset(chr(c) for c in range(0x21, 0x7F))
@@ -66,3 +66,11 @@ class FileKey:
 
 
 KeySource = EnvKey | FileKey
+
+
+def key_source(settings: Settings) -> KeySource:
+    """Where this configuration's key comes from (settings made sure there is exactly one)."""
+    if settings.api_key_file is not None:
+        return FileKey(settings.api_key_file)
+    assert settings.api_key is not None
+    return EnvKey(settings.api_key)
