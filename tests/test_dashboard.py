@@ -44,8 +44,10 @@ SERIES_NAMES = (
     | COUNTERS
     | {f"{name}{suffix}" for name in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
 )
+# SPEC.md's "more signals" of `serve`: the current not-ready reason and whether the key file reads.
+MORE_GAUGES = frozenset({"layers_readiness_reason", "layers_api_key_available"})
 # What a query may name: those, and `up` (Prometheus's own, for the scrape itself).
-QUERYABLE = SERIES_NAMES | {"up"}
+QUERYABLE = SERIES_NAMES | MORE_GAUGES | {"up"}
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _MATCHERS = re.compile(r"\{[^{}]*\}")
