@@ -77,6 +77,8 @@ def test_ci_scenarios_cover_the_features() -> None:
         "templates-only",
         "native-no-app-probe",
         "podmonitor-joblabel",
+        "platform",
+        "job-quitquitquit",
     } <= set(SCENARIOS)
 
 
@@ -256,6 +258,13 @@ def test_templates_only_renders_no_workload(rendered: dict[str, list[Obj]]) -> N
         ({"port": 80}, "/port"),
         ({"portName": "a-port-name-that-is-too-long"}, "/portName"),
         ({"podMonitor": {"enabled": True, "interval": "30 seconds"}}, "/podMonitor/interval"),
+        ({"extraArgs": "--log-level=debug"}, "/extraArgs"),
+        ({"extraVolumeMounts": [{"name": "ca"}]}, "/extraVolumeMounts/0"),
+        (
+            {"podDisruptionBudget": {"enabled": True, "minAvailable": "half"}},
+            "/podDisruptionBudget",
+        ),
+        ({"networkPolicy": {"enabled": True, "egres": []}}, "egres"),
     ],
 )
 def test_schema_refuses_mistakes(values: dict[str, Any], complaint: str) -> None:
@@ -369,3 +378,112 @@ def test_native_mode_refused_below_kubernetes_1_29(parent_chart: Path) -> None:
             chart.render({"clusterVersion": "v1.28.3"}, name="web")
         classic = {"clusterVersion": "v1.28.3", "layers-readiness": {"wiring": {"mode": "classic"}}}
         assert chart.render(classic, name="web")
+
+
+# --- what a platform team sets without forking ---------------------------------------------------
+
+
+def test_chart_metadata_says_where_it_comes_from() -> None:
+    with helm_python.Chart.load(CHART_DIR) as chart:
+        metadata = chart.metadata
+    assert metadata["home"].startswith("https://")
+    assert metadata["sources"]
+    assert all(source.startswith("https://") for source in metadata["sources"])
+    assert all(m["url"].startswith("https://") for m in metadata["maintainers"])
+
+
+def test_platform_values_reach_every_layers_container(rendered: dict[str, list[Obj]]) -> None:
+    objects = rendered["platform"]
+    deployment = the_deployment(objects)
+    spec = pod_spec(deployment)
+    ours = [c for _, c in all_containers(spec) if c["name"].startswith("layers-readiness")]
+    # the init container `check` and the classic sidecar alike
+    assert sorted(c["name"] for c in ours) == ["layers-readiness", "layers-readiness-check"]
+    for c in ours:
+        assert c["image"] == "registry.internal.example.com/example/layers-readiness:0.1.0"
+        assert c["envFrom"] == [{"configMapRef": {"name": "egress-proxy"}}]
+        assert env_value(c, "SSL_CERT_FILE") == "/etc/ssl/corporate/ca-bundle.crt"
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        assert mounts["corporate-ca"] == "/etc/ssl/corporate"
+        assert c["args"][1:] == ["--log-level=debug"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["corporate-ca"]["configMap"]["name"] == "corporate-ca-bundle"
+    assert spec["priorityClassName"] == "business-critical"
+    (spread,) = spec["topologySpreadConstraints"]
+    assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert deployment["spec"]["revisionHistoryLimit"] == 3
+    assert deployment["metadata"]["annotations"] == {"reloader.example.com/auto": "false"}
+    (service,) = of_kind(objects, "Service")
+    assert service["metadata"]["annotations"] == {"service.example.com/owner": "payments"}
+
+
+def test_disruption_budget_and_network_policy_select_the_pods(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    objects = rendered["platform"]
+    pod_labels = the_deployment(objects)["spec"]["template"]["metadata"]["labels"]
+    (budget,) = of_kind(objects, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert "minAvailable" not in budget["spec"]
+    (policy,) = of_kind(objects, "NetworkPolicy")
+    for selector in (budget["spec"]["selector"], policy["spec"]["podSelector"]):
+        assert selector["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    scrape, app = policy["spec"]["ingress"]
+    assert scrape["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert scrape["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+    assert app["ports"] == [{"port": 5678, "protocol": "TCP"}]
+    dns, proxy = policy["spec"]["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert proxy["ports"] == [{"port": 3128, "protocol": "TCP"}]
+    # off by default
+    assert not of_kind(rendered["default"], "PodDisruptionBudget")
+    assert not of_kind(rendered["default"], "NetworkPolicy")
+
+
+def test_disruption_budget_takes_exactly_one_bound() -> None:
+    with pytest.raises(helm_python.HelmRenderError, match="exactly one of minAvailable"):
+        render_chart({"podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}})
+
+
+def test_podmonitor_options(rendered: dict[str, list[Obj]]) -> None:
+    (monitor,) = of_kind(rendered["monitoring"], "PodMonitor")
+    assert monitor["metadata"]["namespace"] == "monitoring"
+    # it lives beside Prometheus but selects the release's pods, and only them
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["apps"]}
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "demo"
+    assert monitor["spec"]["podTargetLabels"] == ["app.kubernetes.io/name"]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"]["serverName"] == "layers-readiness.apps.svc"
+    assert endpoint["honorLabels"] is True
+    (by_label,) = of_kind(rendered["podmonitor-joblabel"], "PodMonitor")
+    assert by_label["spec"]["jobLabel"] == "app.kubernetes.io/name"
+    assert "app.kubernetes.io/instance" not in by_label["spec"]["selector"]["matchLabels"]
+
+
+def test_example_job_ends_its_classic_sidecar_with_quitquitquit(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    objects = rendered["job-quitquitquit"]
+    assert sorted(o["kind"] for o in objects) == ["Job", "ServiceAccount"]
+    (job,) = of_kind(objects, "Job")
+    spec = pod_spec(job)
+    assert spec["restartPolicy"] == "Never"
+    (check,) = spec["initContainers"]
+    assert check["args"] == ["check"]
+    assert "restartPolicy" not in check
+    work, sidecar = spec["containers"]
+    assert sidecar["name"] == "layers-readiness"
+    assert "restartPolicy" not in sidecar, "a classic sidecar: the Job must end it"
+    assert sidecar["args"] == ["serve"]
+    assert env_value(sidecar, "LAYERS_SIDECAR_QUITQUITQUIT") == "true"
+    port = int(str(env_value(sidecar, "LAYERS_SIDECAR_LISTEN")).rsplit(":", 1)[1])
+    script = work["command"][-1]
+    assert f"curl -fsS -X POST http://127.0.0.1:{port}/quitquitquit" in script
+    assert "reporting the day's numbers" in script
+    # the work's own exit status is the Job's, not curl's
+    assert script.rstrip().endswith("exit $status")
+    assert not of_kind(rendered["default"], "Job")
