@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from tests.k8s import (
     CHART_DIR,
     IMAGE_UID,
     K8S_VERSIONS,
+    ROOT,
     Obj,
     all_containers,
     container,
@@ -487,3 +490,35 @@ def test_example_job_ends_its_classic_sidecar_with_quitquitquit(
     # the work's own exit status is the Job's, not curl's
     assert script.rstrip().endswith("exit $status")
     assert not of_kind(rendered["default"], "Job")
+
+
+def test_values_table_in_the_readme_is_current() -> None:
+    """The chart README's values table is generated from values.yaml; CI fails when stale."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen-chart-readme"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    readme = (CHART_DIR / "README.md").read_text()
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    for key in values:
+        assert f"| `{key}` |" in readme or f"| `{key}." in readme, f"{key} is not in the table"
+
+
+def test_values_table_notices_a_new_value(tmp_path: Path) -> None:
+    chart = tmp_path / "helm" / "layers-readiness"
+    shutil.copytree(CHART_DIR, chart)
+    values = chart / "values.yaml"
+    values.write_text(values.read_text() + "\n## A value nobody documented yet.\nnewValue: 1\n")
+    script = str(ROOT / "scripts" / "gen-chart-readme")
+    check = [sys.executable, script, "--root", str(tmp_path), "--check"]
+    stale = subprocess.run(check, capture_output=True, text=True, timeout=60, check=False)
+    assert stale.returncode == 1
+    assert "stale: helm/layers-readiness/README.md" in stale.stderr
+    subprocess.run([*check[:-1]], capture_output=True, timeout=60, check=True)
+    assert (
+        "| `newValue` | `1` | A value nobody documented yet. |" in (chart / "README.md").read_text()
+    )
