@@ -40,7 +40,7 @@ async def serve(settings: Settings, log: Log, announce: Callable[[str], None] | 
     async with Poller(settings, key_source(settings), log=log, observers=observers) as poller:
         metrics.watch(poller)
         runner = await start_site(
-            make_app(poller, metrics.registry, quit_requested=quit_requested), settings.listen
+            make_app(poller, metrics.registry, quit_requested=quit_requested), settings.listen, log
         )
         address = bound_address(runner)
         log.info(
@@ -68,7 +68,7 @@ async def serve(settings: Settings, log: Log, announce: Callable[[str], None] | 
 
 async def emulate(settings: Settings, log: Log) -> int:
     app = emulator.make_app(log, settings.scenario)
-    runner = await start_site(app, settings.emulator_listen)
+    runner = await start_site(app, settings.emulator_listen, log)
     log.info("emulator listening", url=f"http://{bound_address(runner)}")
     try:
         await until_signalled(log)
@@ -109,7 +109,7 @@ Ctrl-C stops both.
 async def demo(settings: Settings, log: Log) -> int:
     app = emulator.make_app(log.bind(component="emulator"), settings.scenario)
     # Its own flag in the demo: a busy port is named as --emulator-listen, not --listen.
-    upstream = await start_site(app, settings.emulator_listen, setting="--emulator-listen")
+    upstream = await start_site(app, settings.emulator_listen, log, setting="--emulator-listen")
     upstream_url = f"http://{bound_address(upstream)}"
     settings = replace(settings, api_url=upstream_url, api_key=Secret(DEMO_KEY))
 

@@ -42,7 +42,10 @@ SERIES_NAMES = (
     | {f"{name}{suffix}" for name in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
 )
 # What a query may name: those, and `up` (Prometheus's own, for the scrape itself).
-QUERYABLE = SERIES_NAMES | {"up"}
+# The "more signals" of `serve`: the current not-ready reason and whether the key file reads.
+MORE_GAUGES = frozenset({"layers_readiness_reason", "layers_api_key_available"})
+# What a query may name: those, and `up` (Prometheus's own, for the scrape itself).
+QUERYABLE = SERIES_NAMES | MORE_GAUGES | {"up"}
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _MATCHERS = re.compile(r"\{[^{}]*\}")
