@@ -45,10 +45,11 @@ class _Parser(argparse.ArgumentParser):
 def _help(name: str, spec: CommandSpec) -> str:
     option = OPTIONS[name]
     default = spec.defaults.get(name, option.default)
+    meaning = spec.helps.get(name, option.help)
     if option.switch:
-        return f"{option.help} [{option.env}=true; off by default]"
+        return f"{meaning} [{option.env}=true; off by default]"
     shown = f"default {default}" if default else "unset by default"
-    return f"{option.help} [{option.env}; {shown}]"
+    return f"{meaning} [{option.env}; {shown}]"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -70,6 +70,9 @@ def test_help_explains_and_shows_no_key(subcommand: list[str]) -> None:
     if subcommand == ["check"]:
         assert "LAYERS_SIDECAR_DEADLINE" in done.stdout
         assert "5 kill switch" in done.stdout
+        # check makes no poll loop and reads the key once: its help must not say otherwise.
+        assert "re-read on every poll" not in done.stdout
+        assert "time between polls" not in done.stdout
 
 
 def test_version() -> None:
@@ -90,6 +93,14 @@ def test_version() -> None:
         (["check"], {"LAYERS_API_KEY": FAKE_KEY, "LAYERS_AUTH_SCHEME": "basic"}, "LAYERS_AUTH"),
         (["emulate", "--scenario", "/does/not/exist.json"], {}, "--scenario"),
         (["emulate", "--listen", "x"], {}, "--listen"),
+        (["demo", "--emulator-listen", "x"], {}, "--emulator-listen"),
+        (["demo"], {"LAYERS_EMULATOR_LISTEN": "x"}, "LAYERS_EMULATOR_LISTEN"),
+        (["demo"], {"LAYERS_EMULATOR_SCENARIO": "/nope.json"}, "LAYERS_EMULATOR_SCENARIO"),
+        (["serve", "--interval", "-1s"], {"LAYERS_API_KEY": FAKE_KEY}, "--interval: '-1s'"),
+        (["check", "--min-credits", "abc"], {"LAYERS_API_KEY": FAKE_KEY}, "--min-credits"),
+        (["check", "--min-credits", "-5"], {"LAYERS_API_KEY": FAKE_KEY}, "--min-credits: '-5'"),
+        (["serve"], {"LAYERS_API_KEY": FAKE_KEY, "LAYERS_SIDECAR_QUITQUITQUIT": "maybe"}, "LAYERS"),
+        (["serve", "--no-such-flag"], {"LAYERS_API_KEY": FAKE_KEY}, ""),
     ],
 )
 def test_a_bad_setting_is_one_line_and_exit_2(
@@ -99,7 +110,10 @@ def test_a_bad_setting_is_one_line_and_exit_2(
     assert done.returncode == 2
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(f"layers-sidecar {args[0]}: {named}")
+    if named:
+        assert lines[0].startswith(f"layers-sidecar {args[0]}: {named}")
+    else:  # a usage mistake: argparse's message, on one line, without the usage block
+        assert lines[0].startswith("layers-sidecar"), lines[0]
     assert "Traceback" not in done.stderr
     no_secret(done.stdout, done.stderr)
 
@@ -116,6 +130,16 @@ def test_a_port_in_use_is_one_line_and_exit_2(upstream: Emulator) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"layers-sidecar serve: --listen: cannot listen on 127.0.0.1:{port}: address already in use"
+    ]
+
+
+def test_the_demo_names_its_emulator_port_when_that_is_busy(upstream: Emulator) -> None:
+    port = upstream.url.rsplit(":", 1)[1]
+    done = run("demo", "--emulator-listen", f"127.0.0.1:{port}", "--listen", "127.0.0.1:0")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"layers-sidecar demo: --emulator-listen: cannot listen on 127.0.0.1:{port}: "
+        "address already in use"
     ]
 
 
