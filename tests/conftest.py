@@ -42,6 +42,7 @@ KINDS: Final = {
     "test_dashboard": "tools",
     "test_documented_commands": "tools",
     "test_deploy_manifests": "tools",
+    "test_docs": "tools",
     "test_dockerfile": "tools",
     "test_helm_chart": "tools",
 }
