@@ -20,10 +20,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
-from .scenario import Scenario, load_scenario
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 # The exit code of every command for a setting that cannot be used (and of `check` for a key
 # that cannot be read).
@@ -181,6 +182,9 @@ _MAX_SCENARIO_BYTES: Final = 1024 * 1024
 
 
 def _scenario_file(text: str) -> Scenario:
+    # Imported here: only `emulate` and `demo` read a scenario, and `check` starts faster without.
+    from .scenario import load_scenario
+
     path = _path(text)
     try:
         with path.open("rb") as file:

@@ -8,6 +8,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -474,3 +475,45 @@ def test_the_demo_prints_curl_lines_that_work(tmp_path: Path) -> None:
     finally:
         assert demo.stop() == 0
     assert os.path.getsize(demo.stderr_path) > 0
+
+
+# Import per command: what each command loads.
+
+
+def imported_by(*args: str, **env: str) -> set[str]:
+    done = subprocess.run(
+        [*command(*args)[:1], "-X", "importtime", *command(*args)[1:]],
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if "|" in line}
+
+
+def test_importing_the_cli_loads_nothing_but_the_package() -> None:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import sidecar.cli"],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    names = [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if "|" in line]
+    # Everything after the interpreter's own start-up: the package and the module, no more.
+    assert names[names.index("sidecar") :] == ["sidecar", "sidecar.cli"], names
+
+
+def test_check_never_loads_the_server_the_metrics_or_the_emulator(upstream: Emulator) -> None:
+    modules = imported_by("check", LAYERS_API_KEY=FAKE_KEY, LAYERS_API_URL=upstream.url)
+    assert "sidecar.check" in modules
+    loaded = {
+        name
+        for name in modules
+        if name.split(".")[0] == "prometheus_client"
+        or name in ("aiohttp.web", "sidecar.server", "sidecar.metrics", "sidecar.serve")
+        or name in ("sidecar.emulator", "sidecar.scenario", "sidecar.testing")
+    }
+    assert loaded == set()
