@@ -11,20 +11,7 @@ import pytest
 
 from sidecar.keys import EnvKey, FileKey, KeyUnavailable, fingerprint
 from sidecar.settings import Secret
-from tests.support import FAKE_KEY, OTHER_KEY
-
-
-def mount_secret(directory: Path, key: str, generation: int) -> None:
-    """Lays out a Secret volume the way the kubelet does, then swaps `..data` atomically."""
-    data = directory / f"..2026_11_24_{generation:02d}"
-    data.mkdir()
-    (data / "api-key").write_text(key + "\n")
-    link = directory / "..data_tmp"
-    link.symlink_to(data.name)
-    link.replace(directory / "..data")  # rename(2): atomic
-    entry = directory / "api-key"
-    if not entry.is_symlink():
-        entry.symlink_to("..data/api-key")
+from tests.support import FAKE_KEY, OTHER_KEY, mount_secret
 
 
 def test_a_rotated_secret_is_read_without_a_restart(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import replace
 
@@ -18,7 +17,9 @@ from sidecar import __version__
 from sidecar.metrics import Metrics
 from sidecar.outcome import Outcome
 from sidecar.readiness import Reason, State, Verdict
-from tests.test_server import WHOAMI, FakeSource
+from tests.support import WHOAMI_PARSED as WHOAMI
+from tests.support import FakeSource
+from tests.tools import tool
 
 
 def scrape(source: FakeSource, metrics: Metrics | None = None) -> dict[str, float]:
@@ -133,13 +134,6 @@ def test_requests_and_durations_are_counted() -> None:
     assert not any(name.endswith("_created") for name in samples)
 
 
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail("promtool is missing: run `scripts/install-tools prometheus` (make test does)")
-    return path
-
-
 def kill_switch_metrics() -> Metrics:
     source = FakeSource(
         State(whoami=WHOAMI, kill_switch=True, access_revoked=False, last_success_at=1.0),
@@ -151,9 +145,10 @@ def kill_switch_metrics() -> Metrics:
     return metrics
 
 
+@pytest.mark.tools
 def test_promtool_accepts_the_exposition() -> None:
     checked = subprocess.run(
-        [promtool(), "check", "metrics"],
+        [tool("promtool"), "check", "metrics"],
         input=generate_latest(kill_switch_metrics().registry),
         capture_output=True,
         check=False,

@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import json
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import pytest
 
 from sidecar.outcome import Answer, Failure, Outcome, classify, parse_whoami, requested_wait
+from tests.support import WHOAMI, error, ok
 
 NOW = 1_800_000_000.0
-
-WHOAMI: dict[str, Any] = {
-    "organizationId": "2481fa5c-a404-44ed-a561-565392499abc",
-    "workspaceId": "2481fa5c-a404-44ed-a561-565392499abc",
-    "organizationName": "Acme Growth",
-    "scopes": [],
-    "rateLimitTier": "standard",
-    "killSwitch": False,
-    "apiAccessRevoked": False,
-    "apiKeyId": "c2037bb9-354d-4662-96b7-97a28ad6b6e1",
-    "creditBalance": 2540,
-}
-
-
-def ok(**changes: Any) -> Answer:
-    return Answer(status=200, body=json.dumps({**WHOAMI, **changes}).encode())
-
-
-def error(status: int, code: str | None = None, **extra: Any) -> Answer:
-    body = {"error": {"code": code, "message": "whatever", "requestId": "req_1", **extra}}
-    return Answer(status=status, body=json.dumps(body).encode())
 
 
 def test_a_healthy_key_is_ok_and_keeps_every_field() -> None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from sidecar.outcome import Answer, Failure, Outcome, classify, parse_whoami, stated_switches
 from sidecar.readiness import STARTING, Instant, State, advance, verdict
-from tests.test_outcome import WHOAMI as GOOD
+from tests.support import WHOAMI as GOOD
 
 # What each field must be; every other JSON type is wrong for it.
 KINDS: Final = {

@@ -8,7 +8,7 @@ import pytest
 
 from sidecar.outcome import Answer, Failure, Outcome, Result, classify
 from sidecar.readiness import Instant, Reason, State, advance, key_unavailable, verdict
-from tests.test_outcome import WHOAMI, error, ok
+from tests.support import WHOAMI, error, ok
 
 STALE_AFTER = 90.0
 
