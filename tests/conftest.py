@@ -34,6 +34,7 @@ KINDS: Final = {
     "test_settings": "inprocess",
     "test_cli": "e2e",
     "test_faults": "e2e",
+    "test_hostile": "e2e",
     "test_lifecycle": "e2e",
     "test_manifests_run": "e2e",
     "test_prometheus_e2e": "e2e",
