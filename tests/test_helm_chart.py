@@ -243,7 +243,13 @@ def test_monitoring_objects(rendered: dict[str, list[Obj]]) -> None:
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert dashboard["metadata"]["namespace"] == "monitoring"
     (body,) = dashboard["data"].values()
-    assert json.loads(body) == json.loads((CHART_DIR / "files" / "dashboard.json").read_text())
+    source = json.loads((CHART_DIR / "files" / "dashboard.json").read_text())
+    # the same dashboard under the uid and title this release sets
+    assert json.loads(body) == {
+        **source,
+        "uid": "layers-readiness-payments",
+        "title": "Layers readiness (payments)",
+    }
 
 
 def test_templates_only_renders_no_workload(rendered: dict[str, list[Obj]]) -> None:
@@ -268,6 +274,7 @@ def test_templates_only_renders_no_workload(rendered: dict[str, list[Obj]]) -> N
             "/podDisruptionBudget",
         ),
         ({"networkPolicy": {"enabled": True, "egres": []}}, "egres"),
+        ({"grafanaDashboard": {"enabled": True, "uid": "x" * 41}}, "/grafanaDashboard/uid"),
     ],
 )
 def test_schema_refuses_mistakes(values: dict[str, Any], complaint: str) -> None:

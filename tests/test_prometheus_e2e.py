@@ -120,7 +120,13 @@ def active_alerts(url: str) -> list[dict[str, Any]]:
 
 
 # What Grafana puts in for the dashboard's variables with "All" selected.
-GRAFANA_VARIABLES = {"$job": ".*", "$namespace": ".*", "$pod": ".*", "$__rate_interval": "1m"}
+GRAFANA_VARIABLES = {
+    "$job": ".*",
+    "$namespace": ".*",
+    "$pod": ".*",
+    "$instance": ".*",
+    "$__rate_interval": "1m",
+}
 LABEL_VALUES = re.compile(r"^label_values\((.*),\s*(\w+)\)$")
 
 
