@@ -14,10 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.monitoring import api, prometheus
 from tests.support import free_port, wait_for
-from tests.test_prometheus_e2e import api, prometheus
-
-pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {
