@@ -416,6 +416,10 @@ def test_platform_values_reach_every_layers_container(rendered: dict[str, list[O
         mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
         assert mounts["corporate-ca"] == "/etc/ssl/corporate"
         assert c["args"][1:] == ["--log-level=debug"]
+    # the example application comes from the same mirror
+    assert (
+        container(spec, "app")["image"] == "registry.internal.example.com/hashicorp/http-echo:1.0"
+    )
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["corporate-ca"]["configMap"]["name"] == "corporate-ca-bundle"
     assert spec["priorityClassName"] == "business-critical"
