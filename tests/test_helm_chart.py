@@ -473,6 +473,8 @@ def test_podmonitor_options(rendered: dict[str, list[Obj]]) -> None:
     assert endpoint["scheme"] == "https"
     assert endpoint["tlsConfig"]["serverName"] == "layers-readiness.apps.svc"
     assert endpoint["honorLabels"] is True
+    # Pending pods stay scraped (a native sidecar holds its pod there at start-up)
+    assert endpoint.get("filterRunning", True) is True
     (by_label,) = of_kind(rendered["podmonitor-joblabel"], "PodMonitor")
     assert by_label["spec"]["jobLabel"] == "app.kubernetes.io/name"
     assert "app.kubernetes.io/instance" not in by_label["spec"]["selector"]["matchLabels"]
