@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.tools import tool
+
 ROOT = Path(__file__).resolve().parent.parent
 
 REAL_DEBIAN = "docker.io/library/debian:12-slim"
@@ -80,23 +82,6 @@ RUN_TIMEOUT = 120
 # podman's default open-files limit (1048576) is above the hard limit of a runner without
 # CAP_SYS_RESOURCE (this one allows 20000), and runc then fails to start the container.
 ULIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
-
-
-class ToolMissing(Exception):
-    """A build or run tool is not installed; carries the names."""
-
-    def __init__(self, names: Sequence[str]) -> None:
-        super().__init__(
-            f"missing {', '.join(names)}: run `scripts/install-tools buildah podman runc "
-            "debootstrap` (Debian packages)"
-        )
-        self.names = list(names)
-
-
-def require_tools() -> None:
-    missing = [name for name in ("buildah", "podman") if shutil.which(name) is None]
-    if missing:
-        raise ToolMissing(missing)
 
 
 def cache_dir() -> Path:
@@ -170,6 +155,8 @@ def store() -> Store:
     )
     # A storage root is tied to its driver; the run root is per-boot state, so under /tmp.
     runroot = Path(tempfile.gettempdir()) / f"layers-readiness-{os.geteuid()}" / driver
+    tool("buildah")
+    tool("podman")
     return Store(cache / "containers" / driver, runroot, driver, shutil.which("runc"))
 
 
@@ -198,11 +185,9 @@ def recipe_tag() -> str:
 
 def debootstrap_image(st: Store, ref: str, work: Path) -> None:
     """`debootstrap --variant=minbase bookworm`, trimmed like debian:12-slim, committed as `ref`."""
-    if shutil.which("debootstrap") is None:
-        raise ToolMissing(["debootstrap"])
     rootfs = work / "rootfs"
     run(
-        ["debootstrap", "--variant=minbase", "bookworm", str(rootfs), DEBIAN_MIRROR],
+        [tool("debootstrap"), "--variant=minbase", "bookworm", str(rootfs), DEBIAN_MIRROR],
         timeout=DEBOOTSTRAP_TIMEOUT,
     )
     for leftover in ("var/lib/apt/lists", "var/cache/apt", "dev"):
