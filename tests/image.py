@@ -6,8 +6,8 @@
   packages with `debootstrap --variant=minbase bookworm`: the same Debian 12 and the same
   `/usr/bin/python3` (3.11), passed as the `DEBIAN_IMAGE` / `RUNTIME_IMAGE` build arguments. The
   runtime stand-in has, like distroless, CA certificates, a `nonroot` user 65532 and no shell.
-- **Run.** `podman run` with runc (the OCI runtime containerd uses for Kubernetes pods when it is
-  installed, else podman's default), as the pod security context of the manifests asks: uid
+- **Run.** `podman run` with runc (containerd's default OCI runtime) when it is installed, else
+  podman's default runtime, as the pod security context of the manifests asks: uid
   65532, read-only root filesystem, all capabilities dropped, no privilege escalation, host
   network so that the container reaches the emulator on 127.0.0.1.
 - **Storage.** One containers/storage under `${XDG_CACHE_HOME:-~/.cache}/layers-readiness`, shared
@@ -79,8 +79,9 @@ DEBOOTSTRAP_TIMEOUT = 600
 BUILD_TIMEOUT = 600
 RUN_TIMEOUT = 120
 
-# podman's default open-files limit (1048576) is above the hard limit of a runner without
-# CAP_SYS_RESOURCE (this one allows 20000), and runc then fails to start the container.
+# podman's default limits (1048576 open files) are above the hard limits of a runner without
+# CAP_SYS_RESOURCE (this one: 20000), where the runtime then fails to start the container.
+# Explicit limits far below any runner's hard limit avoid that.
 ULIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
 
 
@@ -90,11 +91,11 @@ def cache_dir() -> Path:
 
 
 def run(
-    argv: Sequence[str], *, timeout: float, check: bool = True, stdin: str | None = None
+    argv: Sequence[str], *, timeout: float, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """A tool run to completion, bounded; its output is in the error when it fails."""
     result = subprocess.run(
-        list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        list(argv), capture_output=True, text=True, timeout=timeout, check=False
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -157,6 +158,8 @@ def store() -> Store:
     runroot = Path(tempfile.gettempdir()) / f"layers-readiness-{os.geteuid()}" / driver
     tool("buildah")
     tool("podman")
+    # runc rather than crun where both exist: Debian 12's crun refuses the hybrid cgroup v1/v2
+    # layout some runners have ("cgroups in hybrid mode not supported"); runc handles both.
     return Store(cache / "containers" / driver, runroot, driver, shutil.which("runc"))
 
 
@@ -288,7 +291,6 @@ class Built:
     size: int  # bytes, unpacked
     base_size: int  # bytes, unpacked, of the runtime base
     pulled_size: int  # bytes of the gzip-compressed layers: what a node downloads
-    log: str = field(repr=False)
 
 
 def image_size(st: Store, ref: str) -> int:
@@ -318,9 +320,7 @@ def build(
     if ca_bundle is not None:
         args += ["--secret", f"id=ca,src={ca_bundle}"]
     started = time.monotonic()
-    done = run(
-        st.buildah(*args, "--file", str(ROOT / "Dockerfile"), str(ROOT)), timeout=BUILD_TIMEOUT
-    )
+    run(st.buildah(*args, "--file", str(ROOT / "Dockerfile"), str(ROOT)), timeout=BUILD_TIMEOUT)
     seconds = time.monotonic() - started
     return Built(
         ref=ref,
@@ -330,7 +330,6 @@ def build(
         size=image_size(st, ref),
         base_size=image_size(st, base.runtime),
         pulled_size=compressed_size(st, ref),
-        log=done.stdout + done.stderr,
     )
 
 
