@@ -46,6 +46,8 @@ def test_the_lifecycle_manifests_use_the_flags_as_spelt() -> None:
     assert any(m["mountPath"] == mount for m in sidecars["Deployment"]["volumeMounts"])
 
 
-def test_the_docs_stand_alone() -> None:
-    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        assert "SPEC.md" not in path.read_text(encoding="utf-8"), path.name
+def test_the_docs_and_the_chart_stand_alone() -> None:
+    chart = [path for path in sorted((ROOT / "helm").rglob("*")) if path.is_file()]
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *chart]:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        assert "SPEC.md" not in text, path.relative_to(ROOT)
