@@ -204,6 +204,7 @@ def gaps(upstream: Hostile, mark: int) -> list[float]:
         pytest.param({"Retry-After": "Sun, 06 Nov 1994 08:49:37 GMT"}, id="date-in-past"),
         pytest.param({"X-RateLimit-Reset": "1000000001"}, id="reset-in-past"),
         pytest.param({"Retry-After": "1_000"}, id="underscore-form"),
+        pytest.param({"Retry-After": "1e308"}, id="exponent-1e308"),
         pytest.param({"Retry-After": "Thu, 99 Jan 2027 99:00:00 GMT"}, id="absurd-date"),
     ],
 )
