@@ -40,6 +40,7 @@ KINDS: Final = {
     "test_manifests_run": "e2e",
     "test_prometheus_e2e": "e2e",
     "test_scrape_configs": "e2e",
+    "test_ca_bundle": "e2e",
     "test_alerts": "tools",
     "test_chart_alerts": "tools",
     "test_checkov": "tools",

@@ -314,3 +314,9 @@ def test_every_ci_scenario_s_rules_pass_promtool(tmp_path: Path, scenario: str) 
         [tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_additional_rule_labels_never_override_an_alert_s_own() -> None:
+    values = merged(MONITORED, {"prometheusRule": {"additionalRuleLabels": {"severity": "x"}}})
+    for alert in rules_by_alert(the_rule(values)).values():
+        assert alert["labels"]["severity"] in {"critical", "warning"}, alert["alert"]

@@ -356,3 +356,30 @@ def test_only_the_documented_settings_are_substituted(
         assert changed <= allowed
         assert {"LAYERS_API_URL", "LAYERS_API_KEY_FILE"} <= changed
         assert prepared.args == (c.get("args") or image().cmd)
+
+
+def test_example_job_runs_and_its_work_ends_the_sidecar(
+    tmp_path: Path, run_serve: Callable[[Manifest, str], Running]
+) -> None:
+    """The chart's example Job as written: `check` passes, the sidecar serves, the work's shell
+    script (run by this machine's /bin/sh and curl) waits for it, works, and ends it with
+    POST /quitquitquit; the sidecar exits 0 and so does the work, so the Job completes.
+    Substituted in the script as for the sidecar: its declared port for the port it listens on."""
+    objects = chart_objects("job-quitquitquit")
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    manifest = Manifest(objects, pod_spec(job))
+    with emulator(tmp_path) as em:
+        checked = run_check(manifest, em.url, tmp_path)
+        assert checked.returncode == EXIT_READY, checked.stderr
+        running = run_serve(manifest, em.url)
+        work = container(manifest.spec, "work")
+        shell, flag, script = work["command"]
+        declared = f"http://127.0.0.1:{running.prepared.declared_port}/"
+        assert declared in script
+        script = script.replace(declared, f"http://127.0.0.1:{running.prepared.port}/")
+        done = subprocess.run(
+            [shell, flag, script], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "reporting the day's numbers with a healthy key" in done.stdout
+        assert running.process.proc.wait(timeout=15) == 0, running.process.stderr

@@ -169,7 +169,9 @@ httpGet:
     {{- end }}
   env:
     {{- include "layers-readiness.env" (merge (dict "command" "check") .) | nindent 4 }}
-  {{- include "layers-readiness.envFrom" . | nindent 2 }}
+  {{- with include "layers-readiness.envFrom" . }}
+  {{- . | nindent 2 }}
+  {{- end }}
   volumeMounts:
     {{- include "layers-readiness.volumeMount" . | nindent 4 }}
   resources:
@@ -197,7 +199,9 @@ and a startupProbe on /readyz that gates the pod's start-up). */}}
     {{- end }}
   env:
     {{- include "layers-readiness.env" (merge (dict "command" "serve") .) | nindent 4 }}
-  {{- include "layers-readiness.envFrom" . | nindent 2 }}
+  {{- with include "layers-readiness.envFrom" . }}
+  {{- . | nindent 2 }}
+  {{- end }}
   ports:
     - name: {{ .values.portName }}
       containerPort: {{ int .values.port }}
