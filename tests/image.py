@@ -429,7 +429,7 @@ class Container:
     def diff(self) -> list[str]:
         """What the container changed in its own root filesystem layer (`C /x`, `A /y`)."""
         out = run(self.st.podman("diff", self.name), timeout=60).stdout
-        return [line for line in out.splitlines() if line.strip()]
+        return sorted(line for line in out.splitlines() if line.strip())  # podman's order varies
 
 
 def runtime_diff(st: Store, ref: str, sandbox: Sandbox) -> list[str]:
