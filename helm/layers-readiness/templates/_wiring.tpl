@@ -12,7 +12,7 @@ and so can your own chart. Add this chart as a dependency (Chart.yaml):
 
 then, in your pod template (the values are this chart's, as your chart sees them):
 
-  {{- $lr := dict "values" (index .Values "layers-readiness") "kubeVersion" .Capabilities.KubeVersion.Version }}
+  {{- $lr := dict "values" (index .Values "layers-readiness") "kubeVersion" .Capabilities.KubeVersion.Version "release" .Release.Name "namespace" .Release.Namespace }}
   spec:
     template:
       metadata:
@@ -33,6 +33,8 @@ Every template takes one dict:
   values       this chart's values (required)
   appVersion   image tag when values.image.tag is empty (optional; defaults to this chart's)
   kubeVersion  the cluster's version, to refuse native sidecars below 1.29 (optional)
+  release, namespace  .Release.Name and .Release.Namespace: with hub.enabled, the containers
+               call this release's hub (_hub.tpl; required then, unless hub.url is set)
 
 Templates:
   layers-readiness.initContainers   mode-aware: the native sidecar, or the `check` init container
@@ -75,7 +77,8 @@ Chart.yaml's appVersion (a test checks). */}}
 - name: LAYERS_API_KEY_FILE
   value: {{ include "layers-readiness.keyFile" . | quote }}
 - name: LAYERS_API_URL
-  value: {{ $settings.apiUrl | quote }}
+  value: {{ include "layers-readiness.hubUrl" . | default $settings.apiUrl | quote }}
+{{- include "layers-readiness.hubEnv" . }}
 - name: LAYERS_AUTH_SCHEME
   value: {{ $settings.authScheme | quote }}
 - name: LAYERS_SIDECAR_TIMEOUT
@@ -109,6 +112,7 @@ Chart.yaml's appVersion (a test checks). */}}
 - name: layers-api-key
   mountPath: {{ .values.apiKey.mountPath }}
   readOnly: true
+{{- include "layers-readiness.hubCaMount" . }}
 {{- end }}
 
 {{- define "layers-readiness.volume" -}}
@@ -119,6 +123,7 @@ Chart.yaml's appVersion (a test checks). */}}
     items:
       - key: {{ .values.apiKey.secretKey }}
         path: {{ .values.apiKey.secretKey }}
+{{- include "layers-readiness.hubCaVolume" . }}
 {{- end }}
 
 {{- define "layers-readiness.podLabels" -}}
