@@ -190,6 +190,24 @@ def env_value(c: Obj, name: str) -> str | None:
     return None
 
 
+def container_env(objects: list[Obj], c: Obj) -> dict[str, str]:
+    """The variables `c` starts with, as the kubelet sets them: `envFrom` ConfigMaps (found among
+    `objects`) first, then `env`, which wins. Values from Secrets (`valueFrom`, `secretRef`) are
+    refused: the key must come from a mounted file, and nothing else here is secret."""
+    env: dict[str, str] = {}
+    for source in c.get("envFrom") or []:
+        assert set(source) <= {"configMapRef", "prefix"}, f"{c['name']}: envFrom {source}"
+        name = source["configMapRef"]["name"]
+        found = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name]
+        assert found, f"{c['name']}: no ConfigMap {name!r} for envFrom"
+        for key, value in (found[0].get("data") or {}).items():
+            env[source.get("prefix", "") + key] = value
+    for item in c.get("env") or []:
+        assert "valueFrom" not in item, f"{c['name']}: {item['name']} comes from valueFrom"
+        env[item["name"]] = item["value"]
+    return env
+
+
 def resolve_port(c: Obj, port: int | str) -> int:
     """A probe's port as the kubelet resolves it: a number, or the name of one of `c`'s ports."""
     if isinstance(port, int):

@@ -202,7 +202,11 @@ def test_key_comes_from_a_secret_mounted_as_a_directory(
 
 def test_podmonitor_finds_the_sidecar(built: dict[str, list[Obj]]) -> None:
     objects = built["."]
-    (monitor,) = [o for o in objects if o["kind"] == "PodMonitor"]
+    (monitor,) = [
+        o
+        for o in objects
+        if o["kind"] == "PodMonitor" and o["metadata"]["name"] == "layers-readiness"
+    ]
     spec = pod_spec(deployment(objects))
     pod_labels = deployment(objects)["spec"]["template"]["metadata"]["labels"]
     for key, value in monitor["spec"]["selector"]["matchLabels"].items():
