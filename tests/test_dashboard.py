@@ -44,8 +44,20 @@ SERIES_NAMES = (
     | COUNTERS
     | {f"{name}{suffix}" for name in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
 )
+# The hub's (SPEC.md "Fleet mode"), as Prometheus stores them: per key, not per pod.
+HUB_SERIES = frozenset(
+    {
+        "layers_hub_requests_total",
+        "layers_hub_upstream_requests_total",
+        "layers_hub_keys",
+        "layers_hub_credit_balance",
+        "layers_hub_kill_switch",
+        "layers_hub_api_access_revoked",
+    }
+    | {f"layers_hub_upstream_request_duration_seconds{s}" for s in ("_bucket", "_sum", "_count")}
+)
 # What a query may name: those, and `up` (Prometheus's own, for the scrape itself).
-QUERYABLE = SERIES_NAMES | {"up"}
+QUERYABLE = SERIES_NAMES | HUB_SERIES | {"up"}
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _MATCHERS = re.compile(r"\{[^{}]*\}")
