@@ -10,7 +10,6 @@ Prometheus Operator's CRD schemas; see that module.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from tests.k8s import (
     validate,
     workloads,
 )
+from tests.tools import tool
 
 IMAGE = "ghcr.io/example/layers-readiness:0.1.0"
 KEY_FILE = "/var/run/secrets/layers/api-key"
@@ -246,9 +246,7 @@ def test_plain_scrape_config_passes_promtool(tmp_path: Path) -> None:
     built without Kubernetes service discovery, so its promtool refuses `kubernetes_sd_configs`
     as an unknown field; the discovery block is swapped for a static target and everything else
     (intervals, relabelling regexes and actions) is checked as written."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (make tools installs it)")
+    promtool = tool("promtool")
     config: dict[str, Any] = yaml.safe_load(SCRAPE_CONFIG.read_text())
     for job in config["scrape_configs"]:
         del job["kubernetes_sd_configs"]
