@@ -123,6 +123,26 @@ def test_every_alert_is_documented() -> None:
         assert re.search(rf"^#+ .*`?{name}`?", docs, re.MULTILINE), f"{name} has no section"
 
 
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces to -."""
+    anchors = set()
+    for heading in re.findall(r"^#+\s+(.+?)\s*$", markdown, re.MULTILINE):
+        text = re.sub(r"[^\w\- ]", "", heading.lower())
+        anchors.add(text.replace(" ", "-"))
+    return anchors
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    anchors = github_anchors(DOCS.read_text(encoding="utf-8"))
+    for rule in alerts():
+        url = rule["annotations"].get("runbook_url", "")
+        page, _, anchor = url.partition("#")
+        assert page.startswith("https://"), rule["alert"]
+        assert page.endswith("/docs/monitoring.md"), rule["alert"]
+        assert anchor == rule["alert"].lower(), f"{rule['alert']}: {url}"
+        assert anchor in anchors, f"{rule['alert']}: docs/monitoring.md has no section #{anchor}"
+
+
 def test_generated_files_are_in_sync() -> None:
     result = run(sys.executable, str(GENERATOR), "--check")
     assert result.returncode == 0, result.stderr
