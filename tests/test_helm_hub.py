@@ -10,6 +10,7 @@ nothing else; and every wired container calls that Service first and the real AP
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +37,7 @@ from tests.k8s import (
     selects,
     validate,
 )
+from tests.tools import tool
 
 REAL_API = "https://api.layers.com"
 NAMESPACE = "apps"
@@ -219,6 +221,20 @@ def test_network_policy_admits_wired_pods_and_prometheus_only(hub: list[Obj]) ->
     assert not allowed({"app": "curl"}, client_namespace, same=False)
 
 
+def test_the_example_s_own_network_policy_lets_it_reach_the_hub() -> None:
+    values = {"hub": {"enabled": True}, "networkPolicy": {"enabled": True}}
+    objects = [o for objs in render_chart(values, namespace=NAMESPACE).values() for o in objs]
+    policy = named(objects, "NetworkPolicy", "demo-layers-readiness")
+    assert "Egress" in policy["spec"]["policyTypes"]
+    hub_pods = pod_labels(hub_deployment(objects))
+    to_hub = [
+        rule
+        for rule in policy["spec"]["egress"]
+        if any(selects(peer.get("podSelector"), hub_pods) for peer in rule.get("to") or [])
+    ]
+    assert [p["port"] for rule in to_hub for p in rule["ports"]] == [8080]
+
+
 # --- the wiring ---------------------------------------------------------------------------------
 
 
@@ -313,6 +329,104 @@ def test_tls_sidecars_trust_the_mounted_ca_bundle(hub_tls: list[Obj]) -> None:
         assert source["name"] == "layers-hub-ca-bundle"
         relative = path[len(mount["mountPath"].rstrip("/")) + 1 :]
         assert {"key": "ca-certificates.crt", "path": relative} in source["items"]
+
+
+# --- the hub's alerts in the chart -------------------------------------------------------------
+
+MONITORED_HUB = {
+    "hub": {"enabled": True},
+    "podMonitor": {"enabled": True},
+    "prometheusRule": {"enabled": True, "creditsThreshold": 5000},
+}
+
+
+def rule_groups(values: dict[str, Any], *, name: str = "demo") -> dict[str, Obj]:
+    objects = [
+        o for objs in render_chart(values, name=name, namespace=NAMESPACE).values() for o in objs
+    ]
+    (rule,) = [o for o in objects if o["kind"] == "PrometheusRule"]
+    return {group["name"]: group for group in rule["spec"]["groups"]}
+
+
+def test_hub_alerts_come_with_the_hub_only() -> None:
+    assert "layers-readiness-hub" not in rule_groups({"prometheusRule": {"enabled": True}})
+    hub_rules = rule_groups(MONITORED_HUB)["layers-readiness-hub"]["rules"]
+    assert {r["alert"] for r in hub_rules} == {
+        "LayersHubDown",
+        "LayersHubUpstreamErrors",
+        "LayersHubKillSwitchEngaged",
+        "LayersHubApiAccessRevoked",
+        "LayersHubCreditsLow",
+    }
+    for rule in hub_rules:
+        assert rule["annotations"]["runbook_url"].endswith("#" + rule["alert"].lower())
+
+
+def test_hub_alerts_fire_once_per_key_for_this_release_s_hub_only(tmp_path: Path) -> None:
+    """Two releases with a hub each load their rules into one Prometheus. A key's kill switch
+    seen by both replicas of demo's hub is one alert from demo's rules, none from other's; the
+    chart's credits threshold moves LayersHubCreditsLow too."""
+    files = []
+    for release in ("demo", "other"):
+        groups = list(rule_groups(MONITORED_HUB, name=release).values())
+        for group in groups:  # promtool compares annotations whole: these tests are about labels
+            group["rules"] = [{**r, "annotations": {}} for r in group["rules"]]
+        (tmp_path / f"{release}.rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+        files.append(f"{release}.rules.yaml")
+
+    def hub_series(metric: str, pod: str, key: str, values: str) -> dict[str, str]:
+        # What the Operator gives the targets of PodMonitor apps/demo-layers-readiness-hub.
+        labels = (
+            f'job="{NAMESPACE}/{HUB}",instance="{pod}:8080",namespace="{NAMESPACE}",pod="{pod}",'
+            f'api_key_id="{key}",organization_id="2481fa5c"'
+        )
+        return {"series": f"{metric}{{{labels}}}", "values": values}
+
+    key = {"severity": "critical", "namespace": NAMESPACE, "organization_id": "2481fa5c"}
+    tests = {
+        "rule_files": files,
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    hub_series("layers_hub_kill_switch", "hub-a", "c2037bb9", "1x10"),
+                    hub_series("layers_hub_kill_switch", "hub-b", "c2037bb9", "1x10"),
+                    hub_series("layers_hub_credit_balance", "hub-a", "c2037bb9", "4000x30"),
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "5m",
+                        "alertname": "LayersHubKillSwitchEngaged",
+                        "exp_alerts": [{"exp_labels": {**key, "api_key_id": "c2037bb9"}}],
+                    },
+                    {
+                        "eval_time": "20m",
+                        "alertname": "LayersHubCreditsLow",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    **key,
+                                    "severity": "warning",
+                                    "api_key_id": "c2037bb9",
+                                }
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "hub.test.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = subprocess.run(
+        [tool("promtool"), "test", "rules", "hub.test.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- the schema ---------------------------------------------------------------------------------

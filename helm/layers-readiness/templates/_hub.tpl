@@ -93,3 +93,16 @@ the fallback, and the CA bundle that verifies the hub's certificate. */}}
         path: {{ .values.hub.tls.caBundle.key }}
 {{- end }}
 {{- end }}
+
+{{/* The matchers the hub's alerts add to every selector (like layers-readiness.ruleScope for
+the sidecars'): hub.ruleScope, else the release's namespace and, with podMonitor.enabled, the
+job the Operator gives the hub's PodMonitor's targets. */}}
+{{- define "layers-readiness.hubRuleScope" -}}
+{{- if .Values.hub.ruleScope }}
+{{- .Values.hub.ruleScope }}
+{{- else if and .Values.podMonitor.enabled (not .Values.podMonitor.jobLabel) }}
+{{- printf "namespace=%q, job=%q" .Release.Namespace (printf "%s/%s" (.Values.podMonitor.namespace | default .Release.Namespace) (include "layers-readiness.hub.name" .)) }}
+{{- else }}
+{{- printf "namespace=%q" .Release.Namespace }}
+{{- end }}
+{{- end }}
