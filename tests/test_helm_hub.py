@@ -111,6 +111,7 @@ def test_hub_objects(hub: list[Obj]) -> None:
 
 def test_hub_runs_the_hub_command_with_its_settings(hub: list[Obj]) -> None:
     c = hub_container(hub)
+    assert c["name"] == "layers-readiness-hub"
     assert c["args"] == ["hub"]
     assert "command" not in c  # the image's ENTRYPOINT, layers-sidecar
     assert c["image"] == "ghcr.io/example/layers-readiness:0.1.0"
