@@ -214,3 +214,18 @@ def test_the_hub_podmonitor_scrapes_the_hub_only(built: dict[str, list[Obj]]) ->
     (endpoint,) = own["spec"]["podMetricsEndpoints"]
     assert endpoint["path"] == "/metrics"
     assert resolve_port(hub_container(objects), endpoint["port"]) == 8080
+
+
+def test_the_plain_scrape_config_finds_the_hub(built: dict[str, list[Obj]]) -> None:
+    config = yaml.safe_load((DEPLOY_DIR / "prometheus" / "scrape-config.yaml").read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == HUB]
+    assert job["metrics_path"] == "/metrics"
+    (sd,) = job["kubernetes_sd_configs"]
+    (selector,) = sd["selectors"]
+    key, _, value = selector["label"].partition("=")
+    objects = built["native"]
+    assert pod_labels(hub(objects)).get(key) == value
+    assert pod_labels(app(objects)).get(key) != value
+    keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+    assert keep[0]["source_labels"] == ["__meta_kubernetes_pod_container_port_name"]
+    assert [p["name"] for p in hub_container(objects)["ports"]] == [keep[0]["regex"]]

@@ -250,7 +250,7 @@ SCRAPE_CONFIG = DEPLOY_DIR / "prometheus" / "scrape-config.yaml"
 
 def test_plain_scrape_config_keeps_the_sidecar_port() -> None:
     config: dict[str, Any] = yaml.safe_load(SCRAPE_CONFIG.read_text())
-    (job,) = config["scrape_configs"]
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "layers-readiness"]
     assert job["metrics_path"] == "/metrics"
     (sd,) = job["kubernetes_sd_configs"]
     assert sd["role"] == "pod"
