@@ -149,9 +149,13 @@ def test_the_hub_runs_the_hub_command(built: dict[str, list[Obj]]) -> None:
         ("LAYERS_HUB_TTL", "5s"),
         ("LAYERS_HUB_MAX_KEYS", "10000"),
         ("LAYERS_HUB_MAX_UPSTREAM_RATE", "20"),
-        ("LAYERS_SIDECAR_TIMEOUT", "10s"),
     ):
         assert env[variable] == default
+    # The hub gives up on Layers before a sidecar gives up on the hub (and calls the fallback);
+    # the sidecars leave LAYERS_SIDECAR_TIMEOUT at the program's 10s.
+    assert env["LAYERS_SIDECAR_TIMEOUT"] == "5s"
+    for sidecar in wired(objects):
+        assert container_env(objects, sidecar).get("LAYERS_SIDECAR_TIMEOUT", "10s") == "10s"
     assert not {"LAYERS_API_KEY", "LAYERS_API_KEY_FILE"} & set(env), "the hub holds no key"
     listen = int(env["LAYERS_SIDECAR_LISTEN"].rsplit(":")[1])
     for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):

@@ -121,7 +121,7 @@ def test_hub_runs_the_hub_command_with_its_settings(hub: list[Obj]) -> None:
     assert env["LAYERS_HUB_TTL"] == "10s"
     assert env["LAYERS_HUB_MAX_KEYS"] == "5000"
     assert env["LAYERS_HUB_MAX_UPSTREAM_RATE"] == "50"
-    assert env["LAYERS_SIDECAR_TIMEOUT"] == "10s"
+    assert env["LAYERS_SIDECAR_TIMEOUT"] == "4s"
     assert env["LAYERS_SIDECAR_LISTEN"] == "0.0.0.0:8080"
     assert env["HTTPS_PROXY"] == "http://proxy.example.invalid:3128"
     # The hub holds no key of its own, and serves plain HTTP unless TLS is asked for.
@@ -262,6 +262,10 @@ def test_every_wired_container_calls_the_hub_then_the_real_api(
     for c in containers:
         assert env_value(c, "LAYERS_API_URL") == url, c["name"]
         assert env_value(c, "LAYERS_FALLBACK_API_URL") == REAL_API, c["name"]
+        # hub.interval (ci/hub) applies to the sidecars that call the hub; check has none.
+        if c["name"] == "layers-readiness":
+            interval = env_value(c, "LAYERS_SIDECAR_INTERVAL")
+            assert interval == ("5s" if name == "hub" else "30s"), c["name"]
     # The Service's port leads to the hub's listen port.
     service = named(objects, "Service", HUB)
     assert urlsplit(url).port == service["spec"]["ports"][0]["port"]
@@ -270,6 +274,17 @@ def test_every_wired_container_calls_the_hub_then_the_real_api(
     listen = env_value(c, "LAYERS_SIDECAR_LISTEN")
     assert listen is not None
     assert resolve_port(c, target) == int(listen.rsplit(":", 1)[1])
+
+
+def test_a_hub_timeout_not_below_the_sidecars_is_refused() -> None:
+    """A sidecar that times out on the hub calls Layers itself: the hub must give up first."""
+    for hub_timeout, sidecar_timeout in (("10s", "10s"), ("15000ms", "10s"), ("1m", "30")):
+        values = {"hub": {"enabled": True, "timeout": hub_timeout}}
+        values["settings"] = {"timeout": sidecar_timeout}
+        with pytest.raises(helm_python.HelmRenderError, match=r"hub\.timeout .* must be shorter"):
+            render_chart(values)
+    assert render_chart({"hub": {"enabled": True, "timeout": "9500ms"}})
+    assert render_chart({"hub": {"enabled": True, "timeout": 2}, "settings": {"timeout": "2.5s"}})
 
 
 def test_hub_url_wires_to_a_hub_elsewhere_without_deploying_one() -> None:

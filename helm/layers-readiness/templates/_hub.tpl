@@ -106,3 +106,13 @@ job the Operator gives the hub's PodMonitor's targets. */}}
 {{- printf "namespace=%q" .Release.Namespace }}
 {{- end }}
 {{- end }}
+
+{{/* A duration as the program reads it (250ms, 10s, 2m, 1h, a bare number of seconds), in
+seconds: for comparing two settings. */}}
+{{- define "layers-readiness.seconds" -}}
+{{- $text := toString . }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $text | float64 }}
+{{- $unit := trimPrefix (regexFind "^[0-9]+(\\.[0-9]+)?" $text) $text }}
+{{- $scale := get (dict "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 "" 1.0) $unit }}
+{{- mulf $number $scale }}
+{{- end }}

@@ -95,7 +95,7 @@ with a parent chart) wins over image.registry. */}}
 - name: LAYERS_SIDECAR_LISTEN
   value: {{ printf "0.0.0.0:%d" (int .values.port) | quote }}
 - name: LAYERS_SIDECAR_INTERVAL
-  value: {{ $settings.interval | quote }}
+  value: {{ and (include "layers-readiness.hubUrl" .) .values.hub.interval | default $settings.interval | quote }}
 - name: LAYERS_SIDECAR_STALE_AFTER
   value: {{ $settings.staleAfter | quote }}
 {{- end }}
