@@ -327,7 +327,8 @@ def test_an_odd_key_file_is_a_clear_reason_and_never_blocks(
         mark = len(sc.log_events())
         key_file.unlink()
         make(key_file)
-        line = wait_event(sc, "api key unavailable", after=mark, level="error")
+        # Ready to not ready is one line: the verdict's change, with what the key file is.
+        line = wait_event(sc, "not ready", after=mark, level="error", reason="key_unavailable")
         assert detail in line["detail"]
         wait_verdict(sc, 503, "not ready: key_unavailable")
         # The loop is not blocked: probes, /status and the schedule all carry on.
