@@ -49,6 +49,8 @@ KINDS: Final = {
     "test_deploy_manifests": "tools",
     "test_dockerfile": "tools",
     "test_helm_chart": "tools",
+    "test_helm_hub": "tools",
+    "test_deploy_hub": "tools",
 }
 KIND_MARKERS: Final = frozenset({"inprocess", "e2e", "tools"})
 

@@ -37,6 +37,7 @@ from tests.k8s import (
     DEPLOY_DIR,
     Obj,
     container,
+    container_env,
     kustomize,
     pod_spec,
     render_chart,
@@ -148,9 +149,8 @@ def prepare(manifest: Manifest, c: Obj, *, api_url: str, tmp: Path) -> Prepared:
     )
     assert argv[0] == "layers-sidecar", f"{c['name']} runs {argv[0]!r}, not the program"
     env = clean_env(**img.env)
-    for item in c.get("env") or []:
-        assert "valueFrom" not in item, "the key must come from a file, not an env value"
-        env[item["name"]] = item["value"]
+    # The key must come from a file: container_env refuses values from Secrets.
+    env.update(container_env(manifest.objects, c))
     substituted: dict[str, tuple[str, str]] = {}
 
     assert env.get("LAYERS_API_URL") == REAL_API
@@ -349,7 +349,7 @@ def test_only_the_documented_settings_are_substituted(
         except AssertionError:
             continue
         prepared = prepare(manifest, c, api_url="http://127.0.0.1:9", tmp=tmp_path)
-        written = {item["name"]: item["value"] for item in c.get("env") or []}
+        written = container_env(manifest.objects, c)
         changed = {k for k, v in written.items() if prepared.env.get(k) != v}
         assert changed == set(prepared.substituted)
         allowed = {"LAYERS_API_URL", "LAYERS_API_KEY_FILE", "LAYERS_SIDECAR_LISTEN"}
