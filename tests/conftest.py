@@ -47,6 +47,7 @@ KINDS: Final = {
     "test_documented_commands": "tools",
     "test_dashboard": "tools",
     "test_deploy_manifests": "tools",
+    "test_docs": "tools",
     "test_dockerfile": "tools",
     "test_helm_chart": "tools",
     "test_helm_hub": "tools",
