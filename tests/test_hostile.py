@@ -8,6 +8,7 @@ socket server that answers with exactly the bytes a case chooses.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 import json
 import os
@@ -157,6 +158,56 @@ def test_an_ambiguous_or_retryable_answer_is_transient_never_ok(
 ) -> None:
     with watching(tmp_path, *FAST) as (upstream, sc):
         fault_then_recover(upstream, sc, reply, outcome=outcome, reason="stale")
+
+
+def chunked(total: int) -> bytes:
+    """A 200 sent chunked, `total` bytes of a JSON string that never closes."""
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    piece = b"x" * 65536
+    chunks = [b'2\r\n{"\r\n'] + [b"10000\r\n" + piece + b"\r\n"] * (total // 65536)
+    return head + b"".join(chunks) + b"0\r\n\r\n"
+
+
+ODD_HTTP = [
+    pytest.param(
+        response(
+            200, gzip.compress(json.dumps(GOOD).encode()), headers={"Content-Encoding": "gzip"}
+        ),
+        "invalid_response",
+        id="gzip-body-not-decompressed",
+    ),
+    pytest.param(
+        response(200, GOOD, headers={f"X-H{n}": "v" for n in range(300)}),
+        "network_error",
+        id="300-headers",
+    ),
+    pytest.param(
+        response(200, GOOD, headers={"X-Long": "v" * 100_000}), "network_error", id="100kib-header"
+    ),
+    pytest.param(chunked(4 * MIB), "invalid_response", id="4mib-chunked"),
+    pytest.param(
+        response(200, json.dumps(GOOD).replace("2540", "9" * 5000)),
+        "invalid_response",
+        id="5000-digit-number",
+    ),
+    pytest.param(response(200, b"[" * 100_000), "invalid_response", id="100k-nesting"),
+    pytest.param(
+        response(302, b"", headers={"Location": "http://elsewhere.example/"}),
+        "client_error",
+        id="redirect",
+    ),
+]
+
+
+@pytest.mark.parametrize(("reply", "outcome"), ODD_HTTP)
+def test_odd_http_is_never_ok_and_recovers(reply: bytes, outcome: str, tmp_path: Path) -> None:
+    reason = "client_error" if outcome == "client_error" else "stale"
+    with watching(tmp_path, *FAST) as (upstream, sc):
+        fault_then_recover(upstream, sc, reply, outcome=outcome, reason=reason)
+        # A redirect is never followed: every request went to this upstream, none elsewhere.
+        assert all(request.header("Host") for request in upstream.requests)
 
 
 def test_a_retryable_4xx_is_retried_with_back_off_not_after_an_interval(tmp_path: Path) -> None:
