@@ -350,8 +350,39 @@ def _profile(profile: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _hostile(hostile: dict[str, Any]) -> list[str]:
+    idle = hostile["idle_connections"]
+    storm = hostile["retry_after_0"]
+    lines = [
+        "What reading answers fail-safe costs (`classify`: the switch search up to 1 MiB, "
+        "duplicate-name checks, redaction of every string; best of 5 runs):",
+        "",
+        "| input | per call |",
+        "| --- | --- |",
+    ]
+    for name, us in {**hostile["classify_us"], **hostile["clean_us"]}.items():
+        lines.append(f"| `{name}` | {us:,.1f} µs |")
+    lines += [
+        "",
+        f"`/readyz` with {idle['held']:,} idle connections held open, {idle['probes']} probes "
+        "one after another:",
+        "",
+        "| idle connections | p50 | p99 | RSS |",
+        "| --- | --- | --- | --- |",
+        f"| 0 | {idle['readyz_p50_ms_idle_0']:.2f} ms | {idle['readyz_p99_ms_idle_0']:.2f} ms | "
+        f"{idle['rss_mib_idle_0']:.1f} MiB |",
+        f"| {idle['held']:,} | {idle['readyz_p50_ms_idle_1500']:.2f} ms | "
+        f"{idle['readyz_p99_ms_idle_1500']:.2f} ms | {idle['rss_mib_idle_1500']:.1f} MiB |",
+        "",
+        f"Every answer a 429 with `Retry-After: 0`, `--interval 30s`: {storm['calls']} whoami "
+        f"calls in {storm['window_s']:g} s ({storm['calls_per_minute']:.1f}/min; the back-off "
+        "doubles from about 1 s to the interval).",
+    ]
+    return lines
+
+
 def write(out: Path, *, command: str) -> Path:
-    names = ("machine", "probe", "detect", "soak", "boot", "economy", "profile")
+    names = ("machine", "probe", "detect", "soak", "boot", "economy", "profile", "hostile")
     data = {name: _load(out, name) for name in names}
     machine = data["machine"] or {}
     quick = any(d.get("quick") for d in data.values() if d)
@@ -397,6 +428,7 @@ def write(out: Path, *, command: str) -> Path:
         ("soak", "3. Memory and CPU", _soak),
         ("boot", "4. Boot check", _boot),
         ("economy", "5. Upstream economy", _economy),
+        ("hostile", "6. Hostile inputs", _hostile),
         ("profile", "Profiles", _profile),
     )
     for name, title, render in sections:
