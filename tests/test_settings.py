@@ -190,17 +190,19 @@ def test_defaults_are_written_once_in_the_table() -> None:
     )
 
 
-def test_the_lifecycle_settings() -> None:
+def test_the_lifecycle_settings(tmp_path: Path) -> None:
     from sidecar.settings import load_command
 
     serve = load_command("serve", {}, {**KEY, "LAYERS_SIDECAR_QUITQUITQUIT": "true"})
     assert serve.quitquitquit is True
     assert serve.ready_file is None
-    serve = load_command("serve", {"quitquitquit": "true", "ready_file": "/run/l/ready"}, KEY)
-    assert (serve.quitquitquit, serve.ready_file) == (True, Path("/run/l/ready"))
+    ready = str(tmp_path / "ready")
+    serve = load_command("serve", {"quitquitquit": "true", "ready_file": ready}, KEY)
+    assert (serve.quitquitquit, serve.ready_file) == (True, tmp_path / "ready")
     assert load_command("serve", {}, KEY).quitquitquit is False
-    with pytest.raises(ConfigError, match=r"^LAYERS_SIDECAR_READY_FILE: "):
-        load_command("serve", {}, {**KEY, "LAYERS_SIDECAR_READY_FILE": " "})
+    for bad in (" ", str(tmp_path / "absent" / "ready"), str(tmp_path)):
+        with pytest.raises(ConfigError, match=r"^LAYERS_SIDECAR_READY_FILE: "):
+            load_command("serve", {}, {**KEY, "LAYERS_SIDECAR_READY_FILE": bad})
 
 
 def test_the_demo_and_the_emulator_name_the_emulator_setting_as_they_spell_it() -> None:
