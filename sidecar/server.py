@@ -124,6 +124,9 @@ def status_document(state: State, verdict: Verdict) -> dict[str, Any]:
         "killSwitch": state.kill_switch,
         "apiAccessRevoked": state.access_revoked,
         "apiKeyId": whoami.api_key_id if whoami else None,
+        # Which key this is about, before an answer of it names it (and after: a rotation
+        # shows here at once).
+        "keyFingerprint": state.key_fingerprint,
         "minTier": state.min_tier,
         "lastOutcome": state.last_outcome,
         "lastAttemptAt": _iso(state.last_attempt_at),
