@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.tools import tool
 
@@ -340,10 +341,10 @@ def remove_image(st: Store, ref: str) -> None:
     run(st.buildah("rmi", "--force", ref), timeout=120, check=False)
 
 
-def config(st: Store, ref: str) -> dict[str, object]:
-    """The image's OCI config (`config` of the image config blob: User, Labels, Entrypoint...)."""
+def config(st: Store, ref: str) -> dict[str, Any]:
+    """The image's OCI config blob: `config` (User, Labels, Entrypoint...), `history`, `rootfs`."""
     out = run(st.buildah("inspect", "--type", "image", ref), timeout=60).stdout
-    oci: dict[str, object] = json.loads(out)["OCIv1"]
+    oci: dict[str, Any] = json.loads(out)["OCIv1"]
     return oci
 
 
