@@ -295,6 +295,7 @@ class Built:
     size: int  # bytes, unpacked
     base_size: int  # bytes, unpacked, of the runtime base
     pulled_size: int  # bytes of the gzip-compressed layers: what a node downloads
+    own_pulled_size: int  # ... of the layers over the runtime base: what an upgrade downloads
 
 
 def image_size(st: Store, ref: str) -> int:
@@ -302,15 +303,15 @@ def image_size(st: Store, ref: str) -> int:
     return int(out.strip())
 
 
-def compressed_size(st: Store, ref: str) -> int:
-    """The sum of the image's layers as a registry stores them (gzip), via an OCI layout."""
+def compressed_layers(st: Store, ref: str) -> list[int]:
+    """The sizes of the image's layers as a registry stores them (gzip), via an OCI layout."""
     with tempfile.TemporaryDirectory() as tmp:
         layout = Path(tmp) / "oci"
         run(st.buildah("push", "--quiet", ref, f"oci:{layout}"), timeout=300)
         index = json.loads((layout / "index.json").read_text())
         digest = index["manifests"][0]["digest"].split(":", 1)[1]
         manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
-        return sum(int(layer["size"]) for layer in manifest["layers"])
+        return [int(layer["size"]) for layer in manifest["layers"]]
 
 
 def build(
@@ -326,6 +327,7 @@ def build(
     started = time.monotonic()
     run(st.buildah(*args, "--file", str(ROOT / "Dockerfile"), str(ROOT)), timeout=BUILD_TIMEOUT)
     seconds = time.monotonic() - started
+    layers, base_layers = compressed_layers(st, ref), compressed_layers(st, base.runtime)
     return Built(
         ref=ref,
         bases=base,
@@ -333,7 +335,8 @@ def build(
         seconds=seconds,
         size=image_size(st, ref),
         base_size=image_size(st, base.runtime),
-        pulled_size=compressed_size(st, ref),
+        pulled_size=sum(layers),
+        own_pulled_size=sum(layers[len(base_layers) :]),
     )
 
 

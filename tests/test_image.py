@@ -102,8 +102,8 @@ def built(st: Store, ca_bundle: CaBundle, pytestconfig: pytest.Config) -> Iterat
         f"built {ref} in {result.seconds:.0f} s (storage {st.driver}, runtime "
         f"{st.runtime or 'podman default'}): {result.size / MiB:.1f} MiB unpacked, "
         f"{(result.size - result.base_size) / MiB:.1f} MiB over the runtime base, "
-        f"{result.pulled_size / MiB:.1f} MiB compressed layers; {ca_bundle.source} (+ a marker) as "
-        "the `ca` build secret",
+        f"{result.pulled_size / MiB:.1f} MiB compressed ({result.own_pulled_size / MiB:.1f} MiB "
+        f"over the base); {ca_bundle.source} (+ a marker) as the `ca` build secret",
     )
     try:
         yield result
