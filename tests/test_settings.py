@@ -166,3 +166,9 @@ def test_the_secret_never_shows_itself() -> None:
     assert "FAKEsecret" not in repr(settings)
     assert settings.api_key is not None
     assert settings.api_key.reveal().endswith("FAKEsecretFAKE")
+
+
+def test_the_cli_s_exit_code_for_configuration_errors_is_the_settings_one() -> None:
+    from sidecar import cli, settings
+
+    assert cli.EXIT_CONFIG == settings.EXIT_CONFIG == 2
