@@ -155,13 +155,20 @@ def store() -> Store:
     driver = os.environ.get("LAYERS_IMAGE_STORAGE_DRIVER") or (
         "overlay" if overlay_works(cache / "probe") else "vfs"
     )
-    # A storage root is tied to its driver; the run root is per-boot state, so under /tmp.
-    runroot = Path(tempfile.gettempdir()) / f"layers-readiness-{os.geteuid()}" / driver
+    # A storage root is tied to its driver, and to one run root (mount state and locks, per
+    # boot): podman records the pair and refuses another. So the run root is a function of the
+    # storage root alone, under /run as podman's own default is (not under $TMPDIR, which varies).
+    root = cache / "storage" / driver
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    # (Rootless podman's own default is $XDG_RUNTIME_DIR.)
+    user_run = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    run_dir = Path("/run") if os.geteuid() == 0 else Path(user_run)
+    runroot = run_dir / f"layers-readiness-{digest}"
     tool("buildah")
     tool("podman")
     # runc rather than crun where both exist: Debian 12's crun refuses the hybrid cgroup v1/v2
     # layout some runners have ("cgroups in hybrid mode not supported"); runc handles both.
-    return Store(cache / "containers" / driver, runroot, driver, shutil.which("runc"))
+    return Store(root, runroot, driver, shutil.which("runc"))
 
 
 @contextmanager
