@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.tools import tool
 
@@ -154,13 +155,20 @@ def store() -> Store:
     driver = os.environ.get("LAYERS_IMAGE_STORAGE_DRIVER") or (
         "overlay" if overlay_works(cache / "probe") else "vfs"
     )
-    # A storage root is tied to its driver; the run root is per-boot state, so under /tmp.
-    runroot = Path(tempfile.gettempdir()) / f"layers-readiness-{os.geteuid()}" / driver
+    # A storage root is tied to its driver, and to one run root (mount state and locks, per
+    # boot): podman records the pair and refuses another. So the run root is a function of the
+    # storage root alone, under /run as podman's own default is (not under $TMPDIR, which varies).
+    root = cache / "storage" / driver
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    # (Rootless podman's own default is $XDG_RUNTIME_DIR.)
+    user_run = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    run_dir = Path("/run") if os.geteuid() == 0 else Path(user_run)
+    runroot = run_dir / f"layers-readiness-{digest}"
     tool("buildah")
     tool("podman")
     # runc rather than crun where both exist: Debian 12's crun refuses the hybrid cgroup v1/v2
     # layout some runners have ("cgroups in hybrid mode not supported"); runc handles both.
-    return Store(cache / "containers" / driver, runroot, driver, shutil.which("runc"))
+    return Store(root, runroot, driver, shutil.which("runc"))
 
 
 @contextmanager
@@ -294,6 +302,7 @@ class Built:
     size: int  # bytes, unpacked
     base_size: int  # bytes, unpacked, of the runtime base
     pulled_size: int  # bytes of the gzip-compressed layers: what a node downloads
+    own_pulled_size: int  # ... of the layers over the runtime base: what an upgrade downloads
 
 
 def image_size(st: Store, ref: str) -> int:
@@ -301,15 +310,15 @@ def image_size(st: Store, ref: str) -> int:
     return int(out.strip())
 
 
-def compressed_size(st: Store, ref: str) -> int:
-    """The sum of the image's layers as a registry stores them (gzip), via an OCI layout."""
+def compressed_layers(st: Store, ref: str) -> list[int]:
+    """The sizes of the image's layers as a registry stores them (gzip), via an OCI layout."""
     with tempfile.TemporaryDirectory() as tmp:
         layout = Path(tmp) / "oci"
         run(st.buildah("push", "--quiet", ref, f"oci:{layout}"), timeout=300)
         index = json.loads((layout / "index.json").read_text())
         digest = index["manifests"][0]["digest"].split(":", 1)[1]
         manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
-        return sum(int(layer["size"]) for layer in manifest["layers"])
+        return [int(layer["size"]) for layer in manifest["layers"]]
 
 
 def build(
@@ -325,6 +334,7 @@ def build(
     started = time.monotonic()
     run(st.buildah(*args, "--file", str(ROOT / "Dockerfile"), str(ROOT)), timeout=BUILD_TIMEOUT)
     seconds = time.monotonic() - started
+    layers, base_layers = compressed_layers(st, ref), compressed_layers(st, base.runtime)
     return Built(
         ref=ref,
         bases=base,
@@ -332,7 +342,8 @@ def build(
         seconds=seconds,
         size=image_size(st, ref),
         base_size=image_size(st, base.runtime),
-        pulled_size=compressed_size(st, ref),
+        pulled_size=sum(layers),
+        own_pulled_size=sum(layers[len(base_layers) :]),
     )
 
 
@@ -340,10 +351,10 @@ def remove_image(st: Store, ref: str) -> None:
     run(st.buildah("rmi", "--force", ref), timeout=120, check=False)
 
 
-def config(st: Store, ref: str) -> dict[str, object]:
-    """The image's OCI config (`config` of the image config blob: User, Labels, Entrypoint...)."""
+def config(st: Store, ref: str) -> dict[str, Any]:
+    """The image's OCI config blob: `config` (User, Labels, Entrypoint...), `history`, `rootfs`."""
     out = run(st.buildah("inspect", "--type", "image", ref), timeout=60).stdout
-    oci: dict[str, object] = json.loads(out)["OCIv1"]
+    oci: dict[str, Any] = json.loads(out)["OCIv1"]
     return oci
 
 
