@@ -91,8 +91,8 @@ async def run_check(
                 code = EXIT_DEADLINE
                 if result.outcome is Outcome.RATE_LIMITED and left > 0:
                     gave_up = (
-                        f"the upstream asked to wait {delay:g}s before another call, more than "
-                        f"the {left:.1f}s left of --deadline {settings.deadline:g}s"
+                        f"the upstream asked to wait {delay:g}s before another call, and "
+                        f"--deadline {settings.deadline:g}s leaves {left:.1f}s"
                     )
                 else:
                     gave_up = (
