@@ -66,12 +66,13 @@ def secrets_the_user_creates() -> set[str]:
     return names
 
 
-def set_value(values: dict[str, Any], dotted: str, raw: str) -> None:
-    """`--set a.b=c` as Helm reads it: true/false and integers are typed, the rest strings."""
+def set_value(values: dict[str, Any], dotted: str, raw: str, *, typed: bool = True) -> None:
+    """`--set a.b=c` as Helm reads it: true/false and integers are typed, the rest strings
+    (`--set-string`: all strings)."""
     value: Any = raw
-    if raw in {"true", "false"}:
+    if typed and raw in {"true", "false"}:
         value = raw == "true"
-    elif re.fullmatch(r"-?\d+", raw):
+    elif typed and re.fullmatch(r"-?\d+", raw):
         value = int(raw)
     *parents, last = dotted.split(".")
     for part in parents:
@@ -87,20 +88,23 @@ def render_helm(command: Command) -> list[Obj]:
     i = 1
     while i < len(words):
         word = words[i]
-        if word == "--set":
+        if word in {"--set", "--set-string"}:
             key, _, raw = words[i + 1].partition("=")
-            set_value(values, key, raw)
+            set_value(values, key, raw, typed=word == "--set")
             i += 2
         elif word in {"--namespace", "-n"}:
             namespace = words[i + 1]
             i += 2
-        elif word.startswith("--"):
-            i += 1
+        elif word in {"--values", "-f"}:
+            pytest.fail(f"{command.source}: `{command.text}`: teach this test to read {word}")
+        elif word.startswith("-"):
+            i += 1  # --install, --create-namespace, --wait: flags without a value
         else:
             positional.append(word)
             i += 1
     # install NAME CHART, or upgrade --install NAME CHART
-    verb, release, chart = positional[0], positional[1], positional[2]
+    assert len(positional) == 3, f"{command.source}: cannot read `{command.text}`"
+    verb, release, chart = positional
     assert verb in {"install", "upgrade"}, command
     assert Path(chart).resolve() == CHART_DIR.resolve() or chart.endswith("helm/layers-readiness")
     return [
