@@ -4,8 +4,9 @@ documented install deploys only what its text says.
 
 The commands are parsed out of README.md, docs/*.md and the chart's README (fenced blocks and
 inline code, with `\\` continuations joined). `kubectl apply -k DIR` and `kubectl kustomize DIR |
-kubectl apply -f -` are built with `kubectl kustomize`; `helm install|upgrade --install` of this
-repository's chart is rendered by Helm's engine with the command's `--set` values and namespace.
+kubectl apply -f -` are built with `kubectl kustomize`; `kubectl apply -f PATH` reads the files;
+`helm install|upgrade --install` of this repository's chart is rendered by Helm's engine with the
+command's `--set` values and namespace.
 `kubectl create` never replaces an existing object, so it is not a risk and is not rendered.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.k8s import CHART_DIR, ROOT, Obj, kustomize, render_chart
+from tests.k8s import CHART_DIR, ROOT, Obj, kustomize, load_documents, render_chart
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), CHART_DIR / "README.md"]
 
@@ -123,6 +124,11 @@ def render(command: Command) -> Rendered | None:
         if "://" in directory or directory.startswith("github.com"):
             return None
         return Rendered(command, kustomize(ROOT / directory))
+    applied = re.match(r"kubectl (?:-n \S+ )?apply (?:-n \S+ )?-f (\S+)", text)
+    if applied and applied.group(1) != "-" and "://" not in applied.group(1):
+        path = ROOT / applied.group(1)
+        files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        return Rendered(command, [o for f in files for o in load_documents(f.read_text())])
     if re.match(r"helm (?:install|upgrade)\b", text):
         return Rendered(command, render_helm(command))
     return None
