@@ -370,26 +370,68 @@ def mounted(st: Store, ref: str) -> Iterator[Path]:
 
 
 @dataclass(frozen=True)
-class Sandbox:
-    """How the container runs: the restricted security context of the manifests, by default."""
+class Security:
+    """A Kubernetes security context as an OCI runtime applies it."""
 
-    user: str = "65532:65532"
-    read_only: bool = True
+    user: str  # uid:gid
+    read_only: bool
+    cap_drop: tuple[str, ...]
+    no_new_privileges: bool
+
+    @classmethod
+    def of(cls, pod: dict[str, Any], container: dict[str, Any]) -> Security:
+        """The effective context of `container` in a pod spec: its own fields over the pod's.
+
+        Only what this image's manifests use is understood; anything else fails, so a new field
+        in the manifests cannot silently go untested here.
+        """
+        pod_context = pod.get("securityContext") or {}
+        own = container.get("securityContext") or {}
+        known_pod = {"runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "seccompProfile"}
+        known_own = known_pod - {"fsGroup"} | {
+            "readOnlyRootFilesystem",
+            "allowPrivilegeEscalation",
+            "capabilities",
+        }
+        assert set(pod_context) <= known_pod, sorted(set(pod_context) - known_pod)
+        assert set(own) <= known_own, sorted(set(own) - known_own)
+        merged = {**pod_context, **own}
+        # podman's default seccomp profile is what the kubelet's RuntimeDefault asks for.
+        assert merged.get("seccompProfile", {}).get("type") == "RuntimeDefault", merged
+        uid, gid = merged["runAsUser"], merged["runAsGroup"]
+        if merged.get("runAsNonRoot"):
+            assert uid != 0, "runAsNonRoot with uid 0 would not start"
+        capabilities = merged.get("capabilities") or {}
+        assert not capabilities.get("add"), capabilities
+        return cls(
+            user=f"{uid}:{gid}",
+            read_only=merged.get("readOnlyRootFilesystem") is True,
+            cap_drop=tuple(capabilities.get("drop") or ()),
+            no_new_privileges=merged.get("allowPrivilegeEscalation") is False,
+        )
+
+
+# What the chart and deploy/ ask for (tests/test_image.py checks they still do).
+RESTRICTED = Security(user="65532:65532", read_only=True, cap_drop=("ALL",), no_new_privileges=True)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How the container runs: a security context, mounts, environment."""
+
+    security: Security = RESTRICTED
     tmp: Path | None = None  # bind-mounted read-write at /tmp: the only writable place
     key_dir: Path | None = None  # bind-mounted read-only where the manifests mount the Secret
     env: dict[str, str] = field(default_factory=dict)
     entrypoint: str | None = None
 
     def flags(self) -> list[str]:
-        flags = [
-            "--pull=never",
-            "--network=host",
-            f"--user={self.user}",
-            "--cap-drop=ALL",
-            "--security-opt=no-new-privileges",
-            *ULIMITS,
-        ]
-        if self.read_only:
+        security = self.security
+        flags = ["--pull=never", "--network=host", f"--user={security.user}", *ULIMITS]
+        flags += [f"--cap-drop={cap}" for cap in security.cap_drop]
+        if security.no_new_privileges:
+            flags += ["--security-opt=no-new-privileges"]
+        if security.read_only:
             # podman would otherwise mount its own tmpfs on /tmp, /run and /var/tmp.
             flags += ["--read-only", "--read-only-tmpfs=false"]
         if self.tmp is not None:

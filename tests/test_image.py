@@ -26,8 +26,17 @@ import pytest
 
 from sidecar import __version__
 from tests import image
-from tests.image import KEY_FILE, Built, Sandbox, Store
-from tests.k8s import IMAGE_UID
+from tests.image import KEY_FILE, Built, Sandbox, Security, Store
+from tests.k8s import (
+    DEPLOY_DIR,
+    IMAGE_UID,
+    all_containers,
+    kustomizations,
+    kustomize,
+    pod_spec,
+    render_chart,
+    workloads,
+)
 from tests.support import FAKE_KEY, Emulator, emulator, free_port, http, wait_for
 from tests.tools import tool
 
@@ -169,6 +178,28 @@ def test_the_runtime_has_no_shell_and_no_pip(rootfs: Path) -> None:
 # --- run as a pod runs it -----------------------------------------------------------------------
 
 
+def image_containers() -> list[tuple[str, Security]]:
+    """Every container of this image in the chart (default values) and the deploy/ examples."""
+    sources = {"chart": [o for docs in render_chart().values() for o in docs]}
+    for directory in kustomizations():
+        sources[str(directory.relative_to(DEPLOY_DIR))] = kustomize(directory)
+    found = []
+    for source, objects in sources.items():
+        for workload in workloads(objects):
+            spec = pod_spec(workload)
+            for _, c in all_containers(spec):
+                if "/layers-readiness:" in c["image"] or "/layers-readiness@" in c["image"]:
+                    found.append((f"{source}: {c['name']}", Security.of(spec, c)))
+    return found
+
+
+def test_the_runs_below_use_the_security_context_of_every_manifest() -> None:
+    found = image_containers()
+    assert len(found) >= 3, found
+    for where, security in found:
+        assert security == image.RESTRICTED, where
+
+
 @pytest.fixture
 def upstream(tmp_path: Path) -> Iterator[Emulator]:
     with emulator(tmp_path) as em:
@@ -274,7 +305,8 @@ def test_serve_is_ready_exports_valid_metrics_and_writes_nothing(
         LAYERS_SIDECAR_LISTEN=f"127.0.0.1:{port}",
         LAYERS_SIDECAR_INTERVAL="200ms",
     )
-    box = dataclasses.replace(base, read_only=read_only)
+    security = dataclasses.replace(base.security, read_only=read_only)
+    box = dataclasses.replace(base, security=security)
     url = f"http://127.0.0.1:{port}"
     with image.started(st, built.ref, box) as container:  # CMD: serve
 
