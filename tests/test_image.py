@@ -1,7 +1,7 @@
 """The image, built from the Dockerfile and run as a pod would run it.
 
-One build per session (see `tests/image.py` for how: buildah, podman with runc, real or
-Debian-made base images). The build gets a CA bundle as the `ca` build secret, the way a user
+One build per session (`tests/image.py`: buildah, real or Debian-made base images), run by podman
+(`tests/container.py`). The build gets a CA bundle as the `ca` build secret, the way a user
 behind a TLS-intercepting proxy builds; it must not end up in the image. The built image then
 runs as uid 65532 with a read-only root filesystem, no capabilities and no shell, against the
 emulator on loopback: `check` exits 0 and 5 as documented, `serve` answers `/readyz` and its
@@ -25,9 +25,19 @@ from pathlib import Path
 import pytest
 
 from sidecar import __version__
-from tests import image
-from tests.image import KEY_FILE, Built, Sandbox, Store
-from tests.k8s import IMAGE_UID
+from tests import container, image
+from tests.container import KEY_FILE, Sandbox, Security
+from tests.image import Built, Store
+from tests.k8s import (
+    DEPLOY_DIR,
+    IMAGE_UID,
+    all_containers,
+    kustomizations,
+    kustomize,
+    pod_spec,
+    render_chart,
+    workloads,
+)
 from tests.support import FAKE_KEY, Emulator, emulator, free_port, http, wait_for
 from tests.tools import tool
 
@@ -169,6 +179,28 @@ def test_the_runtime_has_no_shell_and_no_pip(rootfs: Path) -> None:
 # --- run as a pod runs it -----------------------------------------------------------------------
 
 
+def image_containers() -> list[tuple[str, Security]]:
+    """Every container of this image in the chart (default values) and the deploy/ examples."""
+    sources = {"chart": [o for docs in render_chart().values() for o in docs]}
+    for directory in kustomizations():
+        sources[str(directory.relative_to(DEPLOY_DIR))] = kustomize(directory)
+    found = []
+    for source, objects in sources.items():
+        for workload in workloads(objects):
+            spec = pod_spec(workload)
+            for _, c in all_containers(spec):
+                if "/layers-readiness:" in c["image"] or "/layers-readiness@" in c["image"]:
+                    found.append((f"{source}: {c['name']}", Security.of(spec, c)))
+    return found
+
+
+def test_the_runs_below_use_the_security_context_of_every_manifest() -> None:
+    found = image_containers()
+    assert len(found) >= 3, found
+    for where, security in found:
+        assert security == container.RESTRICTED, where
+
+
 @pytest.fixture
 def upstream(tmp_path: Path) -> Iterator[Emulator]:
     with emulator(tmp_path) as em:
@@ -229,7 +261,7 @@ def test_the_sandbox_is_what_the_manifests_ask_for(
 ) -> None:
     # The image's own Python, entered directly: no shell is involved anywhere.
     probe = Sandbox(tmp=writable_tmp, entrypoint="/usr/bin/python3")
-    done = image.run_once(st, built.ref, probe, "-c", PROBE)
+    done = container.run_once(st, built.ref, probe, "-c", PROBE)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     assert seen["uid"] == seen["gid"] == IMAGE_UID
@@ -243,7 +275,7 @@ def test_the_sandbox_is_what_the_manifests_ask_for(
 def test_check_exits_0_against_a_healthy_key(
     st: Store, built: Built, upstream: Emulator, key_dir: Path, writable_tmp: Path
 ) -> None:
-    done = image.run_once(st, built.ref, sandbox(upstream, key_dir, writable_tmp), "check")
+    done = container.run_once(st, built.ref, sandbox(upstream, key_dir, writable_tmp), "check")
     assert done.returncode == 0, done.stdout + done.stderr
     assert upstream.whoami_requests() >= 1
     assert FAKE_KEY not in done.stdout + done.stderr
@@ -253,7 +285,7 @@ def test_check_exits_5_on_the_kill_switch(
     st: Store, built: Built, upstream: Emulator, key_dir: Path, writable_tmp: Path
 ) -> None:
     upstream.set(killSwitch=True)
-    done = image.run_once(st, built.ref, sandbox(upstream, key_dir, writable_tmp), "check")
+    done = container.run_once(st, built.ref, sandbox(upstream, key_dir, writable_tmp), "check")
     assert done.returncode == 5, done.stdout + done.stderr
 
 
@@ -274,13 +306,14 @@ def test_serve_is_ready_exports_valid_metrics_and_writes_nothing(
         LAYERS_SIDECAR_LISTEN=f"127.0.0.1:{port}",
         LAYERS_SIDECAR_INTERVAL="200ms",
     )
-    box = dataclasses.replace(base, read_only=read_only)
+    security = dataclasses.replace(base.security, read_only=read_only)
+    box = dataclasses.replace(base, security=security)
     url = f"http://127.0.0.1:{port}"
-    with image.started(st, built.ref, box) as container:  # CMD: serve
+    with container.started(st, built.ref, box) as served:  # CMD: serve
 
         def ready() -> bool:
-            if not container.running():
-                raise AssertionError(f"serve exited:\n{container.logs()}")
+            if not served.running():
+                raise AssertionError(f"serve exited:\n{served.logs()}")
             return http("GET", url + "/readyz", timeout=2).status == 200
 
         wait_for(ready, timeout=60, what="/readyz 200 from the container")
@@ -297,10 +330,10 @@ def test_serve_is_ready_exports_valid_metrics_and_writes_nothing(
             check=False,
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert container.stop() == 0, container.logs()  # SIGTERM: a clean shutdown
-        assert FAKE_KEY not in container.logs()
+        assert served.stop() == 0, served.logs()  # SIGTERM: a clean shutdown
+        assert FAKE_KEY not in served.logs()
         # Even where it could write (a writable root), it wrote nothing outside /tmp: its root
         # layer holds only what the runtime puts there for any program (mount points).
-        assert container.diff() == image.runtime_diff(st, built.ref, box)
+        assert served.diff() == container.runtime_diff(st, built.ref, box)
     # ... and nothing in /tmp either.
     assert list(writable_tmp.iterdir()) == []
