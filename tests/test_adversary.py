@@ -17,11 +17,12 @@ from tests.hostile import (
     assert_alive,
     good,
     hostile,
+    leaks,
     response,
     wait_event,
     wait_verdict,
 )
-from tests.support import Process, sidecar
+from tests.support import Process, sidecar, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -86,3 +87,28 @@ def test_a_switch_stated_after_an_unparseable_member_or_in_utf16_is_still_a_hard
     with hostile(good()) as upstream, sidecar(tmp_path, upstream.url, *FAST) as sc:
         wait_verdict(sc, 200, "ok")
         stated_then_cleared(sc, upstream, reply, reason)
+
+
+# The key format is lp_<env>_<key_id>_<secret>: nothing says the secret has no `_` (base64url
+# secrets do). Everything after the key id is secret, not only what follows the last `_`.
+UNDERSCORE_SECRET = "FAKEpart_FAKEsecretFAKE"
+UNDERSCORE_KEY = f"lp_test_k1_{UNDERSCORE_SECRET}"
+
+
+def test_a_secret_with_an_underscore_leaks_no_fragment_when_echoed(tmp_path: Path) -> None:
+    echo = response(
+        402,
+        {"error": {"code": "X", "message": f"key {UNDERSCORE_KEY}", "requestId": UNDERSCORE_KEY}},
+        headers={"X-Request-Id": f"req {UNDERSCORE_KEY}"},
+    )
+    with (
+        hostile(good()) as upstream,
+        sidecar(tmp_path, upstream.url, *FAST, key=UNDERSCORE_KEY) as sc,
+    ):
+        wait_verdict(sc, 200, "ok")
+        upstream.set(echo)
+        wait_verdict(sc, 503, "not ready: billing_exhausted")
+        wait_for(lambda: sc.get("/status").json()["lastRequestId"] != "req_good", what="the echo")
+        seen = "\n".join([sc.stderr, sc.get("/status").body, sc.get("/readyz?verbose").body])
+        assert "req lp_test_k1_[redacted]" in seen
+        assert leaks(seen, UNDERSCORE_SECRET) == []
