@@ -7,8 +7,10 @@ verdict `/readyz` gives, the log line that says why, and recovery once the fault
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -112,3 +114,27 @@ def test_a_secret_with_an_underscore_leaks_no_fragment_when_echoed(tmp_path: Pat
         seen = "\n".join([sc.stderr, sc.get("/status").body, sc.get("/readyz?verbose").body])
         assert "req lp_test_k1_[redacted]" in seen
         assert leaks(seen, UNDERSCORE_SECRET) == []
+
+
+# A secret with `+`, `/`, `=` (base64) echoed percent-encoded, as inside a URL: every run
+# between the escapes is shorter than the fragment that counts as a leak.
+BASE64_SECRET = "FA+KE/se+cr/et+FA/KE="
+BASE64_KEY = f"lp_test_k1_{BASE64_SECRET}"
+
+
+def test_a_percent_encoded_echo_of_the_key_leaks_no_fragment(tmp_path: Path) -> None:
+    encoded = quote(BASE64_KEY, safe="")
+    echo = response(
+        402,
+        {"error": {"code": "X", "message": f"see https://x.invalid/?key={encoded}"}},
+        headers={"X-Request-Id": "req " + re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), encoded)},
+    )
+    with hostile(good()) as upstream, sidecar(tmp_path, upstream.url, *FAST, key=BASE64_KEY) as sc:
+        wait_verdict(sc, 200, "ok")
+        upstream.set(echo)
+        wait_verdict(sc, 503, "not ready: billing_exhausted")
+        wait_for(lambda: sc.get("/status").json()["lastRequestId"] != "req_good", what="the echo")
+        seen = "\n".join([sc.stderr, sc.get("/status").body, sc.get("/readyz?verbose").body])
+        assert "?key=lp_test_k1_[redacted]" in seen
+        assert leaks(unquote(seen), BASE64_SECRET) == []
+        assert "req lp_test_k1_[redacted]" in seen
