@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -138,3 +139,30 @@ def test_a_percent_encoded_echo_of_the_key_leaks_no_fragment(tmp_path: Path) -> 
         assert "?key=lp_test_k1_[redacted]" in seen
         assert leaks(unquote(seen), BASE64_SECRET) == []
         assert "req lp_test_k1_[redacted]" in seen
+
+
+# An answer with more header lines than any real one: aiohttp bounds their number only from
+# 3.13.4 on (max_headers=128); before, 100,000 lines of 8 KiB each were all read into memory.
+AIOHTTP_FLOOR = (3, 13, 4)
+
+
+def test_the_aiohttp_floor_bounds_the_number_of_upstream_header_lines() -> None:
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    pins = [d for d in project["project"]["dependencies"] if d.startswith("aiohttp")]
+    floor = re.search(r">=([0-9.]+)", pins[0])
+    assert floor is not None
+    assert tuple(int(part) for part in floor[1].split(".")) >= AIOHTTP_FLOOR
+
+
+def test_an_answer_with_a_hundred_thousand_header_lines_is_refused(tmp_path: Path) -> None:
+    flood = "".join(f"X-Pad-{n}: {'v' * 64}\r\n" for n in range(100_000)).encode()
+    reply = response(200, GOOD, raw_headers=flood)
+    with hostile(good()) as upstream, sidecar(tmp_path, upstream.url, *FAST) as sc:
+        wait_verdict(sc, 200, "ok")
+        mark = len(sc.log_events())
+        upstream.set(reply)
+        wait_event(sc, "not ready", after=mark, reason="stale", level="error")
+        assert sc.get("/status").json()["lastOutcome"] == "network_error"
+        assert_alive(sc)
+        upstream.set(good())
+        wait_verdict(sc, 200, "ok")
