@@ -29,6 +29,7 @@ KINDS: Final = {
     "test_outcome_properties": "inprocess",
     "test_poller": "inprocess",
     "test_readiness": "inprocess",
+    "test_readyfile": "inprocess",
     "test_redact": "inprocess",
     "test_schedule": "inprocess",
     "test_server": "inprocess",
