@@ -27,10 +27,24 @@ Log = structlog.typing.FilteringBoundLogger
 _KEY_OPTIONS: Final = frozenset({"api_key_file", "api_url", "auth_scheme"})
 _POLL_OPTIONS: Final = frozenset({"interval", "timeout", "min_credits", "log_format", "log_level"})
 COMMAND_OPTIONS: Final = {
-    "serve": _KEY_OPTIONS | _POLL_OPTIONS | {"listen", "stale_after"},
-    "check": _KEY_OPTIONS | _POLL_OPTIONS | {"deadline"},
+    "serve": _KEY_OPTIONS | _POLL_OPTIONS | {"listen", "stale_after", "fallback_api_url"},
+    "check": _KEY_OPTIONS | _POLL_OPTIONS | {"deadline", "fallback_api_url"},
     "demo": _POLL_OPTIONS | {"listen", "stale_after", "auth_scheme"},
     "emulate": frozenset({"log_format", "log_level"}),
+    "hub": frozenset(
+        {
+            "listen",
+            "api_url",
+            "ttl",
+            "timeout",
+            "max_keys",
+            "max_upstream_rate",
+            "tls_cert_file",
+            "tls_key_file",
+            "log_format",
+            "log_level",
+        }
+    ),
 }
 
 # The demo is for a newcomer at a terminal: quicker polls, readable logs, loopback only.
@@ -40,8 +54,10 @@ EMULATOR_LISTEN: Final = ("--emulator-listen", "LAYERS_EMULATOR_LISTEN", "127.0.
 EMULATOR_SCENARIO: Final = ("--scenario", "LAYERS_EMULATOR_SCENARIO")
 
 METAVARS: Final = {
-    **dict.fromkeys(("interval", "timeout", "stale_after", "deadline"), "DURATION"),
+    **dict.fromkeys(("interval", "timeout", "stale_after", "deadline", "ttl"), "DURATION"),
     "listen": "HOST:PORT",
+    "max_keys": "N",
+    "max_upstream_rate": "PER_SECOND",
     "min_credits": "N",
     "auth_scheme": "SCHEME",
 }
@@ -60,6 +76,12 @@ DESCRIPTIONS: Final = {
     "demo": (
         "The emulator and the sidecar together in one process on loopback, with the URLs and "
         "curl lines to try. The first thing to run."
+    ),
+    "hub": (
+        "Fleet mode: a shared, coalescing short-TTL cache of whoami answers per key in front of "
+        "the Layers API. Sidecars point --api-url at it and keep the real API as "
+        "--fallback-api-url; upstream calls per key stay at about one per --ttl, whatever the "
+        "number of pods. Serves GET /v1/whoami, /readyz, /livez and /metrics."
     ),
 }
 
@@ -250,6 +272,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return asyncio.run(serve(settings, log))
         if command == "check":
             return asyncio.run(run_check(settings, key_source(settings), log))
+        if command == "hub":
+            from .hub import run_hub  # only the hub pays for importing it
+
+            return asyncio.run(run_hub(settings, log))
         listen, scenario_path = _emulator_options(args, environ)
         scenario = _scenario(scenario_path)
         if command == "emulate":

@@ -107,6 +107,7 @@ class Poller:
         self._state = State()
         self._session: aiohttp.ClientSession | None = None
         self._repeats = _Repeats()
+        self._fallbacks = _Repeats()
         self._key_fingerprint: str | None = None
         self._last_verdict = readiness.STARTING
         self._task: asyncio.Task[None] | None = None
@@ -200,6 +201,18 @@ class Poller:
             scheme=self.settings.auth_scheme,
             timeout=timeout,
         )
+        fallback = self.settings.fallback_whoami_url
+        if answer.failure is not None and fallback is not None:
+            # No HTTP answer at all (the hub is down or unreachable): ask the real API in this
+            # same poll. Any HTTP answer, a 5xx included, stands: during an upstream outage the
+            # fleet must not double its traffic.
+            self._progress_deadline = self._mono() + timeout + LIVENESS_GRACE
+            self._note_fallback(answer.detail, key)
+            answer = await fetch(
+                self._session, fallback, key, scheme=self.settings.auth_scheme, timeout=timeout
+            )
+        else:
+            self._note_fallback(None, key)
         result = classify(answer, self._wall())
         if result.detail:
             result = replace(result, detail=redact(result.detail, key))
@@ -222,6 +235,16 @@ class Poller:
         if self._key_fingerprint is not None and tag != self._key_fingerprint:
             self._log.info("api key changed", keyFingerprint=tag)
         self._key_fingerprint = tag
+
+    def _note_fallback(self, detail: str | None, key: Secret) -> None:
+        """Logs a run of polls that needed the fallback when it starts, then once a minute."""
+        count = self._fallbacks.note(None if detail is None else "fallback", self._mono())
+        if count is not None and detail is not None:
+            self._log.warning(
+                "api url unreachable, used the fallback",
+                detail=redact(detail, key),
+                repeated=count,
+            )
 
     def _record_key_unavailable(self, detail: str) -> None:
         self._state = readiness.key_unavailable(self._state, detail, self._now())

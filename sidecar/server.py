@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import signal
+import ssl
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
@@ -119,12 +120,14 @@ def make_app(source: Source, registry: CollectorRegistry) -> web.Application:
     return app
 
 
-async def start_site(app: web.Application, listen: Listen) -> web.AppRunner:
+async def start_site(
+    app: web.Application, listen: Listen, *, ssl_context: ssl.SSLContext | None = None
+) -> web.AppRunner:
     """Starts listening; a port in use or a bad address is a ConfigError naming --listen."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
-        await web.TCPSite(runner, listen.host, listen.port).start()
+        await web.TCPSite(runner, listen.host, listen.port, ssl_context=ssl_context).start()
     except OSError as error:
         await runner.cleanup()
         problem = (

@@ -111,10 +111,23 @@ class Settings:
     deadline: float = 60.0
     log_format: LogFormat = LogFormat.JSON
     log_level: LogLevel = LogLevel.INFO
+    fallback_api_url: str | None = None
+    # Fleet mode (`hub`).
+    ttl: float = 5.0
+    max_keys: int = 10_000
+    max_upstream_rate: float = 20.0
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
     @property
     def whoami_url(self) -> str:
         return self.api_url.rstrip("/") + "/v1/whoami"
+
+    @property
+    def fallback_whoami_url(self) -> str | None:
+        if self.fallback_api_url is None:
+            return None
+        return self.fallback_api_url.rstrip("/") + "/v1/whoami"
 
 
 @dataclass(frozen=True)
@@ -198,10 +211,56 @@ OPTIONS: Final = {
             "info",
             "debug, info, warning or error",
         ),
+        Option(
+            "fallback_api_url",
+            "--fallback-api-url",
+            "LAYERS_FALLBACK_API_URL",
+            None,
+            "base URL called in the same poll when --api-url cannot be reached or times out "
+            "(the real API, behind a hub); an HTTP answer, 5xx included, is never retried there",
+        ),
+        Option(
+            "ttl",
+            "--ttl",
+            "LAYERS_HUB_TTL",
+            "5s",
+            "how long one upstream answer serves every caller holding the same key",
+        ),
+        Option(
+            "max_keys",
+            "--max-keys",
+            "LAYERS_HUB_MAX_KEYS",
+            "10000",
+            "distinct keys remembered; the least recently used go first",
+        ),
+        Option(
+            "max_upstream_rate",
+            "--max-upstream-rate",
+            "LAYERS_HUB_MAX_UPSTREAM_RATE",
+            "20",
+            "upstream calls per second, all keys together; a miss past it is answered "
+            "503 HUB_BUSY with Retry-After",
+        ),
+        Option(
+            "tls_cert_file",
+            "--tls-cert-file",
+            "LAYERS_HUB_TLS_CERT_FILE",
+            None,
+            "PEM certificate (chain): serve HTTPS; needs --tls-key-file",
+        ),
+        Option(
+            "tls_key_file",
+            "--tls-key-file",
+            "LAYERS_HUB_TLS_KEY_FILE",
+            None,
+            "PEM private key of --tls-cert-file",
+        ),
     )
 }
 
 DURATIONS: Final = frozenset({"interval", "timeout", "stale_after", "deadline"})
+# The most keys a hub may be told to remember: beyond this, memory, not the flag, is the limit.
+MAX_KEYS_CEILING: Final = 10_000_000
 
 
 def _choice(kind: type[E], text: str) -> E:
@@ -235,14 +294,36 @@ def _positive_duration(text: str) -> float:
     return seconds
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_KEYS_CEILING:
+        raise ValueError(f"{text!r} must be between 1 and {MAX_KEYS_CEILING}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{text!r} must be a number of calls per second above 0")
+    return value
+
+
 def _parse(name: str, text: str) -> object:
-    if name in ("interval", "timeout"):
+    if name in ("interval", "timeout", "ttl"):
         return _positive_duration(text)
     if name in DURATIONS:
         return parse_duration(text)
     parsers: dict[str, Callable[[str], object]] = {
         "api_key_file": Path,
         "api_url": _url,
+        "fallback_api_url": _url,
+        "max_keys": _count,
+        "max_upstream_rate": _rate,
+        "tls_cert_file": Path,
+        "tls_key_file": Path,
         "auth_scheme": lambda t: _choice(AuthScheme, t),
         "listen": parse_listen,
         "min_credits": _credits,
@@ -281,6 +362,9 @@ def load(
             values[name] = _parse(name, text)
         except ValueError as error:
             raise ConfigError(source, str(error)) from None
+
+    if (values.get("tls_cert_file") is None) != (values.get("tls_key_file") is None):
+        raise ConfigError("--tls-cert-file", "HTTPS needs both --tls-cert-file and --tls-key-file")
 
     key = environ.get("LAYERS_API_KEY") or None
     if "api_key_file" in names:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import aiohttp
+from multidict import CIMultiDict
 
 from .outcome import Answer, Failure
 from .settings import AuthScheme, Secret
@@ -36,15 +38,15 @@ def auth_headers(key: Secret, scheme: AuthScheme) -> dict[str, str]:
     return {"X-Api-Key": key.reveal()}
 
 
-async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-    """Reads at most MAX_BODY bytes; an 8 MiB answer must not become 8 MiB of memory."""
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """Reads at most `limit` bytes; an 8 MiB answer must not become 8 MiB of memory."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(16 * 1024):
         chunks.append(chunk)
         size += len(chunk)
-        if size > MAX_BODY:
-            return b"".join(chunks)[:MAX_BODY], True
+        if size > limit:
+            return b"".join(chunks)[:limit], True
     return b"".join(chunks), False
 
 
@@ -61,19 +63,29 @@ async def fetch(
     *,
     scheme: AuthScheme,
     timeout: float,
+    max_body: int = MAX_BODY,
+    keep: Callable[[str], bool] | None = None,
 ) -> Answer:
-    """GET {url} with the key; never raises for anything the network or the upstream does."""
+    """GET {url} with the key; never raises for anything the network or the upstream does.
+
+    The hub, which passes the answer on unchanged, reads up to a wider `max_body` and keeps
+    every header `keep` accepts (still looked up without regard to case).
+    """
     started = time.perf_counter()
     headers = {"Accept": "application/json", **auth_headers(key, scheme)}
     try:
         async with asyncio.timeout(timeout):
             async with session.get(url, headers=headers, allow_redirects=False) as response:
-                body, too_large = await _read_capped(response)
-                kept = {
+                body, too_large = await _read_capped(response, max_body)
+                kept: Mapping[str, str] = {
                     name: response.headers[name]
                     for name in KEPT_HEADERS
                     if name in response.headers
                 }
+                if keep is not None:
+                    kept = CIMultiDict(
+                        (name, value) for name, value in response.headers.items() if keep(name)
+                    )
                 return Answer(
                     status=response.status,
                     body=body,
