@@ -212,3 +212,23 @@ def sidecar(
         yield process
     finally:
         process.stop(signal.SIGKILL)
+
+
+@contextmanager
+def hub(tmp: Path, api_url: str, *args: str, name: str = "hub", **env: str) -> Iterator[Process]:
+    """`layers-sidecar hub` in front of `api_url`, on a free port, logging at debug."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    environment = clean_env(
+        LAYERS_API_URL=api_url,
+        LAYERS_SIDECAR_LISTEN=f"127.0.0.1:{port}",
+        LAYERS_SIDECAR_LOG_LEVEL="debug",
+        **env,
+    )
+    process = start(
+        ["hub", *args], env=environment, tmp=tmp, name=name, url=url, ready_path="/livez"
+    )
+    try:
+        yield process
+    finally:
+        process.stop(signal.SIGKILL)
