@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.support import FAKE_KEY, clean_env, emulator
+from sidecar.testing import FAKE_KEY, clean_env, emulator
 
 from .common import BENCH_DIR, ROOT, Plan
 

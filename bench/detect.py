@@ -13,7 +13,7 @@ import random
 import time
 from typing import Any
 
-from tests.support import Emulator, Process, emulator, sidecar, wait_for
+from sidecar.testing import Emulator, Process, emulator, sidecar, wait_for
 
 from .common import Plan, percentile, port_of
 

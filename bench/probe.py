@@ -14,7 +14,7 @@ import subprocess
 import time
 from typing import Any
 
-from tests.support import emulator, sidecar, wait_for
+from sidecar.testing import emulator, sidecar, wait_for
 
 from .common import BENCH_DIR, CLIENT_CPU, SERVER_CPU, Plan, median, pin, python_server
 

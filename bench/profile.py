@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support import FAKE_KEY, Process, clean_env, emulator, free_port, http, wait_for
+from sidecar.testing import FAKE_KEY, Process, clean_env, emulator, free_port, http, wait_for
 
 from .common import ROOT, SERVER_CPU, Plan, pin
 from .probe import wrk

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from tests.support import emulator, sidecar, wait_for
+from sidecar.testing import emulator, sidecar, wait_for
 
 from .common import CLIENT_CPU, ROOT, SERVER_CPU, Plan, cpu_seconds, pin, rss_mib
 

@@ -176,7 +176,7 @@ async def serve(settings: Settings, log: Log, announce: Callable[[str], None] | 
     metrics = Metrics()
     async with Poller(settings, key_source(settings), log=log, on_result=metrics.observe) as poller:
         metrics.watch(poller)
-        runner = await start_site(make_app(poller, metrics.registry), settings.listen)
+        runner = await start_site(make_app(poller, metrics.registry), settings.listen, log)
         address = bound_address(runner)
         log.info(
             "listening",
@@ -198,7 +198,7 @@ async def serve(settings: Settings, log: Log, announce: Callable[[str], None] | 
 
 
 async def emulate(listen: str, scenario: emulator.Scenario, log: Log) -> int:
-    runner = await start_site(emulator.make_app(log, scenario), parse_listen(listen))
+    runner = await start_site(emulator.make_app(log, scenario), parse_listen(listen), log)
     log.info("emulator listening", url=f"http://{bound_address(runner)}")
     try:
         await until_signalled(log)

@@ -38,7 +38,7 @@ from .hubmetrics import HubMetrics
 from .outcome import Answer, Failure, Outcome, classify
 from .server import bound_address, start_site, until_signalled
 from .settings import AuthScheme, ConfigError, Secret, Settings
-from .whoami import fetch
+from .whoami import client_session, fetch
 
 Log = structlog.typing.FilteringBoundLogger
 
@@ -148,13 +148,10 @@ class Hub:
         self.stopping = False
 
     async def __aenter__(self) -> Hub:
-        # TODO(failsafe): take the shared client-session factory once it lands. No cookie jar
-        # above all here: one key's cookies must never ride along with another key's call.
-        self._session = aiohttp.ClientSession(
-            trust_env=True,
-            connector=aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"User-Agent": f"layers-readiness-hub/{__version__}"},
+        # No cookie jar (client_session's rule) matters most here: one key's cookies must never
+        # ride along with another key's call.
+        self._session = client_session(
+            connections=UPSTREAM_CONNECTIONS, agent=f"layers-readiness-hub/{__version__}"
         )
         return self
 
@@ -227,7 +224,8 @@ class Hub:
             max_body=MAX_PASSED_BODY,
             keep=passed,
         )
-        result = classify(answer, self._wall())
+        # Every string in the result is redacted against this key: it only reaches the logs.
+        result = classify(answer, self._wall(), key)
         self.metrics.observe_upstream(result.outcome, answer.elapsed)
         now = self._mono()
         facts = facts_after(previous.facts if previous else None, result)

@@ -3,18 +3,29 @@
 Kubernetes updates a mounted Secret by swapping the `..data` symlink atomically, so reading the
 path afresh each time always sees either the old key or the new one, never half of each; the file
 is a few bytes and a poll comes at most every few seconds, so caching would buy nothing.
+
+Whatever sits at the path, reading it is bounded and never blocks: it is opened non-blocking
+(a FIFO with no writer opens at once), only a regular file of at most MAX_KEY_FILE bytes is read,
+so a FIFO, /dev/zero, /dev/urandom, a directory or a sparse gigabyte is a clear KeyUnavailable
+rather than a frozen event loop or a gigabyte in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from .settings import Secret
 
 # Printable ASCII without spaces: anything else cannot travel in an HTTP header unchanged.
 _ALLOWED = frozenset(chr(c) for c in range(0x21, 0x7F))
+# A key is well under a hundred bytes; a file past this is not a key.
+MAX_KEY_FILE: Final = 4096
+_OPEN_FLAGS: Final = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
 class KeyUnavailable(Exception):
@@ -49,7 +60,7 @@ class FileKey:
 
     def read(self) -> Secret:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            data = _read_bounded(self.path)
         except FileNotFoundError:
             raise KeyUnavailable(f"key file {self.path} does not exist") from None
         except PermissionError:
@@ -58,11 +69,50 @@ class FileKey:
             ) from None
         except IsADirectoryError:
             raise KeyUnavailable(f"key file {self.path} is a directory") from None
-        except (OSError, UnicodeDecodeError) as error:
+        except OSError as error:
             raise KeyUnavailable(
                 f"key file {self.path} cannot be read: {type(error).__name__}"
             ) from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise KeyUnavailable(f"key file {self.path} cannot be read: not UTF-8 text") from None
         return _checked(text, f"key file {self.path}")
+
+
+def _read_bounded(path: Path) -> bytes:
+    """At most MAX_KEY_FILE bytes of a regular file; KeyUnavailable for anything else."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyUnavailable(
+                f"key file {path} is not a regular file ({_kind(info.st_mode)}); "
+                "mount the Secret as a file"
+            )
+        if info.st_size > MAX_KEY_FILE:
+            raise KeyUnavailable(
+                f"key file {path} is {info.st_size} bytes, too large for a key "
+                f"(at most {MAX_KEY_FILE})"
+            )
+        data = os.read(fd, MAX_KEY_FILE + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_KEY_FILE:  # it grew between fstat and read
+        raise KeyUnavailable(f"key file {path} is too large for a key (at most {MAX_KEY_FILE})")
+    return data
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"
 
 
 KeySource = EnvKey | FileKey

@@ -14,8 +14,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import __version__
-from .outcome import Outcome
+from .outcome import KNOWN_TIERS, Outcome
 from .readiness import State, Verdict
+from .redact import label
 
 # Whoami is one small JSON answer: most calls take tens of milliseconds; the top buckets catch a
 # struggling upstream before --timeout does.
@@ -53,12 +54,14 @@ class StateCollector(Collector):
                 "Who the key is, from the last good whoami answer.",
                 labels=["organization_id", "workspace_id", "organization_name", "api_key_id"],
             )
+            # Upstream strings: cleaned when parsed, and shown as labels only if they pass the
+            # label filter (a placeholder otherwise), so no value can break a scrape.
             info.add_metric(
                 [
-                    whoami.organization_id,
-                    whoami.workspace_id,
-                    whoami.organization_name,
-                    whoami.api_key_id,
+                    label(whoami.organization_id),
+                    label(whoami.workspace_id),
+                    label(whoami.organization_name),
+                    label(whoami.api_key_id),
                 ],
                 1,
             )
@@ -69,9 +72,13 @@ class StateCollector(Collector):
             "1 for the key's current rate-limit tier, 0 for the others.",
             labels=["tier"],
         )
-        current = whoami.rate_limit_tier if whoami else None
-        for name in state.tiers:
+        # The known tiers always; an unknown one only while it is current, so the series stay
+        # bounded however many values the upstream invents.
+        current = label(whoami.rate_limit_tier) if whoami else None
+        for name in KNOWN_TIERS:
             tier.add_metric([name], int(name == current))
+        if current is not None and current not in KNOWN_TIERS:
+            tier.add_metric([current], 1)
         yield tier
 
         if state.kill_switch is not None:

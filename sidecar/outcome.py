@@ -1,18 +1,31 @@
 """Answer → Result: the outcome table of SPEC.md as one pure function.
 
 Branches on the HTTP status and `error.code`, never on `error.message`. Never raises: whatever
-bytes arrive, the caller gets an outcome.
+bytes arrive, the caller gets an outcome. Fails closed: a stated switch wins over whatever else
+the body holds, an ambiguous body (a name given twice with different values) is malformed, and
+every upstream string is redacted and escaped (`redact.clean`) before it leaves this module.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
+
+from .redact import clean
+from .settings import Secret
+
+# SPEC: bodies are read up to 1 MiB to find a stated switch, and used up to 64 KiB otherwise.
+BODY_LIMIT: Final = 64 * 1024
+SWITCH_SEARCH_LIMIT: Final = 1024 * 1024
+# How much of each upstream string is kept: identifiers, names and free text.
+ID_LIMIT: Final = 128
+NAME_LIMIT: Final = 256
 
 
 class Failure(StrEnum):
@@ -25,6 +38,7 @@ class Answer:
     """What one whoami attempt produced: an HTTP answer, or a transport failure."""
 
     status: int | None = None
+    # At most SWITCH_SEARCH_LIMIT bytes; `too_large` when the upstream sent more than was read.
     body: bytes = b""
     too_large: bool = False
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -76,7 +90,7 @@ _TRANSIENT: Final = frozenset(
 )
 
 # Reset values above this are Unix times; below, seconds from now.
-_UNIX_TIME_FLOOR: Final = 1e9
+UNIX_TIME_FLOOR: Final = 1e9
 
 KNOWN_TIERS: Final = ("standard", "pilot", "partner", "internal")
 
@@ -116,10 +130,203 @@ class Result:
     error_code: str | None = None
     min_tier: str | None = None
     request_id: str | None = None
+    # Seconds a 429 asks to wait (Retry-After, else X-RateLimit-Reset), as sent: `schedule`
+    # bounds it. `wait_unreadable`: a wait was sent in a form that does not parse.
     retry_after: float | None = None
+    wait_unreadable: bool = False
+    # X-RateLimit-Reset as seconds from now, on any answer (for adaptive polling).
+    rate_limit_reset: float | None = None
     rate_limit_limit: float | None = None
     rate_limit_remaining: float | None = None
     detail: str = ""
+
+
+# Headers: parsed strictly. A form the RFC does not allow is not guessed at.
+
+# RFC 9110 §10.2.3: delay-seconds is 1*DIGIT; no sign, no fraction, no `1_000`, no `1e12`.
+# Twelve digits is already 30,000 years: anything longer is clamped the same way, unparsed.
+_DELAY_SECONDS: Final = re.compile(r"[0-9]{1,12}")
+# What a longer run of digits counts as: finite, so that it can still be logged as JSON.
+FOREVER: Final = 1e12
+_LONG_DIGITS: Final = re.compile(r"[0-9]{13,}")
+# RFC 9110 §5.6.7 IMF-fixdate, the one form a sender must generate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+_DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS: Final = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
+_IMF_FIXDATE: Final = re.compile(
+    r"(?P<day>[A-Z][a-z]{2}), (?P<dd>[0-9]{2}) (?P<mon>[A-Z][a-z]{2}) (?P<yyyy>[0-9]{4}) "
+    r"(?P<h>[0-9]{2}):(?P<m>[0-9]{2}):(?P<s>[0-9]{2}) GMT"
+)
+# X-RateLimit-Reset: seconds or a Unix time, with an optional fraction; nothing else.
+_RESET: Final = re.compile(r"[0-9]{1,16}(?:\.[0-9]{1,9})?")
+_COUNT: Final = _RESET
+
+
+def _http_date(text: str) -> float | None:
+    match = _IMF_FIXDATE.fullmatch(text)
+    if match is None or match["day"] not in _DAYS or match["mon"] not in _MONTHS:
+        return None
+    try:
+        moment = datetime(
+            int(match["yyyy"]),
+            _MONTHS.index(match["mon"]) + 1,
+            int(match["dd"]),
+            int(match["h"]),
+            int(match["m"]),
+            int(match["s"]),
+            tzinfo=UTC,
+        )
+    except ValueError:  # 31 Feb, hour 25, year 0
+        return None
+    return moment.timestamp()
+
+
+def parse_retry_after(text: str | None, now: float) -> float | None:
+    """Seconds the upstream asks to wait, or None when the header is absent or does not parse.
+
+    The result may be 0 (a date in the past) or enormous (year 9999): `bounded` decides.
+    """
+    if text is None:
+        return None
+    text = text.strip(" \t")
+    if _DELAY_SECONDS.fullmatch(text):
+        return float(text)
+    if _LONG_DIGITS.fullmatch(text):
+        return FOREVER
+    when = _http_date(text)
+    return None if when is None else max(0.0, when - now)
+
+
+def parse_reset(text: str | None, now: float) -> float | None:
+    """X-RateLimit-Reset as seconds from now: above 10^9 a Unix time, otherwise a delay."""
+    if text is None:
+        return None
+    text = text.strip(" \t")
+    if not _RESET.fullmatch(text):
+        return None
+    value = float(text)
+    return max(0.0, value - now) if value > UNIX_TIME_FLOOR else value
+
+
+def requested_wait(headers: Mapping[str, str], now: float) -> tuple[float | None, bool]:
+    """What a 429 asks for: Retry-After, else X-RateLimit-Reset, else None; and whether a
+    header that was sent did not parse (then the normal back-off applies, not --interval)."""
+    unreadable = False
+    for name, parse in (("Retry-After", parse_retry_after), ("X-RateLimit-Reset", parse_reset)):
+        text = headers.get(name)
+        wait = parse(text, now)
+        if wait is not None:
+            return wait, False
+        unreadable = unreadable or text is not None
+    return None, unreadable
+
+
+def parse_count(text: str | None) -> float | None:
+    """X-RateLimit-Limit / -Remaining: a plain non-negative number, or None."""
+    if text is None:
+        return None
+    text = text.strip(" \t")
+    return float(text) if _COUNT.fullmatch(text) else None
+
+
+# Bodies.
+
+
+class _Ambiguous(ValueError):
+    pass
+
+
+def _canonical(value: object) -> str:
+    # `true` and `1` compare equal in Python; as JSON they are different statements.
+    return json.dumps(value, sort_keys=True, allow_nan=True)
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook: a name given twice with different values makes the body malformed."""
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result and _canonical(result[name]) != _canonical(value):
+            raise _Ambiguous(f"name {name!r} is given twice with different values")
+        result[name] = value
+    return result
+
+
+_STRICT: Final = json.JSONDecoder(object_pairs_hook=_strict_object)
+_LENIENT: Final = json.JSONDecoder()
+_WS: Final = re.compile(r"[ \t\n\r]*")
+
+
+def _loads(body: bytes) -> Any:
+    """json.loads with duplicate names checked; raises ValueError or RecursionError."""
+    return _STRICT.decode(body.decode("utf-8"))
+
+
+def top_level_members(body: bytes) -> Iterator[tuple[str, Any]]:
+    """The members of a top-level JSON object, in order, as far as they parse.
+
+    A body cut at the read limit, or broken after its first members, still yields those: this is
+    how a switch is found in a body that is otherwise malformed or too large.
+    """
+    text = body.decode("utf-8", errors="replace")
+    pos = _WS.match(text).end()  # type: ignore[union-attr]
+    if not text.startswith("{", pos):
+        return
+    pos += 1
+    try:
+        while True:
+            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            if not text.startswith('"', pos):
+                return
+            name, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            if not text.startswith(":", pos):
+                return
+            pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+            value, pos = _LENIENT.raw_decode(text, pos)
+            yield name, value
+            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            if not text.startswith(",", pos):
+                return
+            pos += 1
+    except (ValueError, RecursionError):
+        return
+
+
+@dataclass(frozen=True)
+class Stated:
+    """What a body states about the switches, however malformed the rest of it is."""
+
+    kill_switch: bool = False
+    access_revoked: bool = False
+    kill_switch_error: bool = False
+
+
+def stated_switches(body: bytes) -> Stated:
+    """Any `true` for a switch at the top level, or an `error.code` of KILL_SWITCH, counts.
+
+    Given twice, once true and once false, the switch counts as stated: in doubt, not ready.
+    """
+    kill = revoked = error = False
+    for name, value in top_level_members(body):
+        if name == "killSwitch" and value is True:
+            kill = True
+        elif name == "apiAccessRevoked" and value is True:
+            revoked = True
+        elif name == "error" and isinstance(value, dict) and value.get("code") == "KILL_SWITCH":
+            error = True
+    return Stated(kill, revoked, error)
 
 
 def _finite(value: object) -> float | None:
@@ -133,11 +340,17 @@ def _finite(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def parse_whoami(body: bytes) -> Whoami | str:
-    """A well-formed 200 body, or why it is not one. Unknown fields are ignored."""
+def parse_whoami(body: bytes, key: Secret | None = None) -> Whoami | str:
+    """A well-formed 200 body, or why it is not one. Unknown fields are ignored.
+
+    String fields come back cleaned (`redact.clean`): an upstream that echoes the key, or sends
+    a newline or a lone surrogate in a name, cannot carry it into /status, a label or a log.
+    """
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
+        data = _loads(body)
+    except (ValueError, RecursionError) as error:
+        if isinstance(error, _Ambiguous):
+            return clean(f"body is ambiguous: {error}", key)
         return "body is not JSON"
     if not isinstance(data, dict):
         return f"body is a JSON {type(data).__name__}, not an object"
@@ -152,6 +365,8 @@ def parse_whoami(body: bytes) -> Whoami | str:
                 return f"field {name} is not a finite number"
         elif not isinstance(value, kind):
             return f"field {name} is {type(value).__name__}, not {kind.__name__}"
+        elif isinstance(value, str):
+            value = clean(value, key, limit=NAME_LIMIT)
         values[name] = value
     return Whoami(
         organization_id=values["organizationId"],
@@ -165,114 +380,116 @@ def parse_whoami(body: bytes) -> Whoami | str:
     )
 
 
-def _error_of(body: bytes) -> tuple[str | None, str, str | None, str | None]:
-    """(code, message, requestId, details.minTier) of an error body, as far as it has them."""
+@dataclass(frozen=True)
+class _Error:
+    code: str | None = None
+    message: str = ""
+    request_id: str | None = None
+    min_tier: str | None = None
+
+
+def _error_of(body: bytes, key: Secret | None) -> _Error:
+    """code, message, requestId and details.minTier of an error body, cleaned, where present."""
     try:
-        data = json.loads(body)
+        data = _loads(body)
     except (ValueError, RecursionError):
-        return None, "", None, None
+        return _Error()
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
-        return None, "", None, None
+        return _Error()
 
-    def text(value: object) -> str | None:
-        return value if isinstance(value, str) else None
+    def text(value: object, limit: int) -> str | None:
+        return None if not isinstance(value, str) else clean(value, key, limit=limit)
 
     details = error.get("details")
-    min_tier = text(details.get("minTier")) if isinstance(details, dict) else None
-    return (
-        text(error.get("code")),
-        text(error.get("message")) or "",
-        text(error.get("requestId")),
-        min_tier,
+    return _Error(
+        code=text(error.get("code"), ID_LIMIT),
+        message=text(error.get("message"), NAME_LIMIT) or "",
+        request_id=text(error.get("requestId"), ID_LIMIT),
+        min_tier=text(details.get("minTier"), ID_LIMIT) if isinstance(details, dict) else None,
     )
 
 
-def _number(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = float(text.strip())
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value >= 0 else None
+# 408 Request Timeout, 421 Misdirected Request, 425 Too Early: worth another try, not a stop.
+_RETRYABLE_4XX: Final = frozenset({408, 421, 425})
 
 
-def retry_wait(headers: dict[str, str] | Any, now: float) -> float | None:
-    """Seconds to wait after a 429: Retry-After, else X-RateLimit-Reset, else None."""
-    retry_after = headers.get("Retry-After")
-    seconds = _number(retry_after)
-    if seconds is None and retry_after:
-        try:
-            seconds = max(0.0, parsedate_to_datetime(retry_after).timestamp() - now)
-        except (TypeError, ValueError, IndexError):
-            seconds = None
-    if seconds is not None:
-        return seconds
-    reset = _number(headers.get("X-RateLimit-Reset"))
-    if reset is None:
-        return None
-    return max(0.0, reset - now) if reset > _UNIX_TIME_FLOOR else reset
-
-
-def classify(answer: Answer, now: float) -> Result:
-    """The outcome table. `now` is the Unix time, for an X-RateLimit-Reset given as a date."""
+def classify(answer: Answer, now: float, key: Secret | None = None) -> Result:
+    """The outcome table. `now` is the Unix time, for waits given as dates; `key` is what the
+    upstream must not be able to echo into any string of the Result."""
     if answer.failure is not None:
         outcome = Outcome.TIMEOUT if answer.failure is Failure.TIMEOUT else Outcome.NETWORK_ERROR
-        return Result(outcome, detail=answer.detail)
+        return Result(outcome, detail=clean(answer.detail, key))
 
     status = answer.status or 0
     headers = answer.headers
+    request_id = headers.get("X-Request-Id")
     common: dict[str, Any] = {
         "status": status,
-        "request_id": headers.get("X-Request-Id"),
-        "rate_limit_limit": _number(headers.get("X-RateLimit-Limit")),
-        "rate_limit_remaining": _number(headers.get("X-RateLimit-Remaining")),
+        "request_id": None if request_id is None else clean(request_id, key, limit=ID_LIMIT),
+        "rate_limit_limit": parse_count(headers.get("X-RateLimit-Limit")),
+        "rate_limit_remaining": parse_count(headers.get("X-RateLimit-Remaining")),
+        "rate_limit_reset": parse_reset(headers.get("X-RateLimit-Reset"), now),
     }
+    too_large = answer.too_large or len(answer.body) > BODY_LIMIT
 
     if status == 200:
-        if answer.too_large:
-            return Result(Outcome.INVALID_RESPONSE, detail="body over 64 KiB", **common)
-        parsed = parse_whoami(answer.body)
-        if isinstance(parsed, str):
-            return Result(Outcome.INVALID_RESPONSE, detail=parsed, **common)
-        if parsed.kill_switch:
-            outcome, detail = Outcome.KILL_SWITCH, "killSwitch is true"
-        elif parsed.api_access_revoked:
-            outcome, detail = Outcome.ACCESS_REVOKED, "apiAccessRevoked is true"
-        else:
-            outcome, detail = Outcome.OK, ""
+        # A stated switch first: it wins over anything else the body holds, or lacks.
+        stated = stated_switches(answer.body)
+        parsed = "body over 64 KiB" if too_large else parse_whoami(answer.body[:BODY_LIMIT], key)
+        whoami = parsed if isinstance(parsed, Whoami) else None
+        kill = stated.kill_switch or bool(whoami and whoami.kill_switch)
+        revoked = stated.access_revoked or bool(whoami and whoami.api_access_revoked)
+        if kill or revoked:
+            outcome = Outcome.KILL_SWITCH if kill else Outcome.ACCESS_REVOKED
+            name = "killSwitch" if kill else "apiAccessRevoked"
+            detail = f"{name} is true" + ("" if whoami else f" ({parsed})")
+            return Result(
+                outcome,
+                whoami=whoami,
+                # A malformed body states only what it says is true; the rest stays as it was.
+                kill_switch=kill or (False if whoami else None),
+                access_revoked=revoked or (False if whoami else None),
+                detail=detail,
+                **common,
+            )
+        if whoami is None:
+            return Result(Outcome.INVALID_RESPONSE, detail=str(parsed), **common)
         return Result(
-            outcome,
-            whoami=parsed,
-            kill_switch=parsed.kill_switch,
-            access_revoked=parsed.api_access_revoked,
-            detail=detail,
+            Outcome.OK,
+            whoami=whoami,
+            kill_switch=whoami.kill_switch,
+            access_revoked=whoami.api_access_revoked,
             **common,
         )
 
-    code, message, body_request_id, min_tier = (
-        (None, "", None, None) if answer.too_large else _error_of(answer.body)
-    )
-    common["request_id"] = common["request_id"] or body_request_id
-    detail = " ".join(part for part in (f"HTTP {status}", code, message[:200]) if part)
-
-    if status == 503 and code == "KILL_SWITCH":
+    if status == 503 and stated_switches(answer.body).kill_switch_error:
+        error = _Error(code="KILL_SWITCH") if too_large else _error_of(answer.body, key)
+        common["request_id"] = common["request_id"] or error.request_id
+        detail = " ".join(part for part in ("HTTP 503 KILL_SWITCH", error.message) if part)
         return Result(
-            Outcome.KILL_SWITCH, kill_switch=True, error_code=code, detail=detail, **common
+            Outcome.KILL_SWITCH, kill_switch=True, error_code="KILL_SWITCH", detail=detail, **common
         )
+
+    error = _Error() if too_large else _error_of(answer.body, key)
+    common["request_id"] = common["request_id"] or error.request_id
+    detail = " ".join(part for part in (f"HTTP {status}", error.code, error.message) if part)
     if status == 401:
         outcome = Outcome.UNAUTHENTICATED
     elif status == 402:
         outcome = Outcome.BILLING_EXHAUSTED
     elif status == 429:
+        wait, unreadable = requested_wait(headers, now)
         return Result(
             Outcome.RATE_LIMITED,
-            error_code=code,
-            retry_after=retry_wait(headers, now),
+            error_code=error.code,
+            retry_after=wait,
+            wait_unreadable=unreadable,
             detail=detail,
             **common,
         )
+    elif status in _RETRYABLE_4XX:
+        outcome = Outcome.SERVER_ERROR
     elif 300 <= status < 500:
         # Redirects are not followed, so that the key never travels to another host.
         outcome = Outcome.CLIENT_ERROR
@@ -280,4 +497,4 @@ def classify(answer: Answer, now: float) -> Result:
         outcome = Outcome.SERVER_ERROR
     else:
         outcome = Outcome.INVALID_RESPONSE
-    return Result(outcome, error_code=code, min_tier=min_tier, detail=detail, **common)
+    return Result(outcome, error_code=error.code, min_tier=error.min_tier, detail=detail, **common)

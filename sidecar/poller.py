@@ -8,63 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Final
 
 import aiohttp
 import structlog
 
-from . import readiness
+from . import readiness, schedule
 from .keys import KeySource, KeyUnavailable, fingerprint
 from .outcome import Outcome, Result, classify
 from .readiness import Instant, Reason, State, Verdict
+from .redact import clean
 from .settings import Secret, Settings
-from .whoami import fetch
+from .whoami import client_session, fetch
 
 # A failure that repeats poll after poll is logged when it starts, then at most this often.
 REPEAT_LOG_EVERY: Final = 60.0
 # How late the loop may be, beyond its own schedule and request timeout, before /livez fails.
 LIVENESS_GRACE: Final = 10.0
-FIRST_BACKOFF: Final = 1.0
-
-
-def next_delay(
-    outcome: Outcome | None,
-    *,
-    failures: int,
-    interval: float,
-    retry_after: float | None,
-    rand: Callable[[], float] = random.random,
-) -> float:
-    """Seconds until the next attempt.
-
-    Transient failures retry sooner, with exponential back-off from about a second and jitter,
-    never past --interval; a 429 waits as long as the upstream asked. Everything else, hard
-    stops included, keeps the normal interval: no retry loop against a kill switch, yet a cleared
-    switch is seen on the next poll.
-    """
-    if outcome is Outcome.RATE_LIMITED:
-        return interval if retry_after is None else retry_after
-    if outcome is None or not outcome.transient:
-        return interval
-    ceiling = min(interval, FIRST_BACKOFF * 2.0 ** min(failures - 1, 30))
-    # "Equal jitter": at least half the step, so retries spread out but still back off.
-    return ceiling / 2 + rand() * ceiling / 2
-
-
-def redact(text: str, key: Secret | None) -> str:
-    """Removes the key (and its secret part) from text that came from elsewhere."""
-    if key is None:
-        return text
-    value = key.reveal()
-    for part in (value, value.rsplit("_", 1)[-1]):
-        if len(part) >= 6:
-            text = text.replace(part, "[redacted]")
-    return text
 
 
 @dataclass
@@ -114,13 +78,7 @@ class Poller:
         self._progress_deadline = math.inf
 
     async def __aenter__(self) -> Poller:
-        # trust_env: HTTPS_PROXY and friends work the usual way. One connection is enough:
-        # there is never more than one request in flight.
-        self._session = aiohttp.ClientSession(
-            trust_env=True,
-            connector=aiohttp.TCPConnector(limit=1),
-            headers={"User-Agent": "layers-readiness"},
-        )
+        self._session = client_session()
         return self
 
     async def __aexit__(
@@ -176,11 +134,8 @@ class Poller:
 
     def delay_after(self, result: Result | None) -> float:
         """When the next attempt is due after `result`; `serve` and `check` share it."""
-        return next_delay(
-            result.outcome if result else None,
-            failures=self._state.consecutive_failures,
-            interval=self.settings.interval,
-            retry_after=result.retry_after if result else None,
+        return schedule.delay_after(
+            result, failures=self._state.consecutive_failures, interval=self.settings.interval
         )
 
     async def poll_once(self, *, timeout: float | None = None) -> Result | None:
@@ -213,9 +168,8 @@ class Poller:
             )
         else:
             self._note_fallback(None, key)
-        result = classify(answer, self._wall())
-        if result.detail:
-            result = replace(result, detail=redact(result.detail, key))
+        # Every string in the result has been redacted against this key and escaped.
+        result = classify(answer, self._wall(), key)
         self._state = readiness.advance(
             self._state, result, self._now(), min_credits=self.settings.min_credits
         )
@@ -241,9 +195,7 @@ class Poller:
         count = self._fallbacks.note(None if detail is None else "fallback", self._mono())
         if count is not None and detail is not None:
             self._log.warning(
-                "api url unreachable, used the fallback",
-                detail=redact(detail, key),
-                repeated=count,
+                "api url unreachable, used the fallback", detail=clean(detail, key), repeated=count
             )
 
     def _record_key_unavailable(self, detail: str) -> None:

@@ -7,10 +7,10 @@ decided when read, not when polled, so a long Retry-After cannot keep a pod read
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from .outcome import KNOWN_TIERS, Outcome, Result, Whoami
+from .outcome import Outcome, Result, Whoami
 
 
 class Reason(StrEnum):
@@ -68,7 +68,6 @@ class State:
     consecutive_failures: int = 0
     rate_limit_limit: float | None = None
     rate_limit_remaining: float | None = None
-    tiers: tuple[str, ...] = field(default=KNOWN_TIERS)
 
 
 def _good_verdict(whoami: Whoami, min_credits: float | None) -> Verdict:
@@ -95,8 +94,6 @@ def advance(state: State, result: Result, at: Instant, *, min_credits: float | N
     if result.whoami is not None:
         # Any well-formed 200 updates who the key is, switches on or off.
         changes["whoami"] = result.whoami
-        if result.whoami.rate_limit_tier not in state.tiers:
-            changes["tiers"] = (*state.tiers, result.whoami.rate_limit_tier)
     if result.kill_switch is not None:
         changes["kill_switch"] = result.kill_switch
     if result.access_revoked is not None:
@@ -115,6 +112,14 @@ def advance(state: State, result: Result, at: Instant, *, min_credits: float | N
         changes["base"] = Verdict(False, Reason(outcome.value), result.detail)
         if outcome is Outcome.BILLING_EXHAUSTED:
             changes["min_tier"] = result.min_tier
+    elif state.base.reason is Reason.KEY_UNAVAILABLE:
+        # A call was made, so the key is back: what is wrong now is the upstream's answer.
+        changes["base"] = Verdict(
+            False,
+            Reason.STALE if state.last_success_mono is not None else Reason.STARTING,
+            f"no good answer since the key came back; last outcome {outcome.value}"
+            + (f": {result.detail}" if result.detail else ""),
+        )
     return replace(state, **changes)  # type: ignore[arg-type]
 
 

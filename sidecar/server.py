@@ -1,13 +1,25 @@
-"""The HTTP side of `serve`: /readyz, /livez, /status and /metrics, all answered from memory."""
+"""The HTTP side of `serve`: /readyz, /livez, /status and /metrics, all answered from memory.
+
+Hostile clients are bounded here: idle connections are closed after IDLE_TIMEOUT, at most
+`max_connections` are held (the oldest goes first, so a new probe is always taken), the soft
+open-files limit is raised to the hard one at start-up, and aiohttp's own error reports (a
+malformed request, an accept() that ran out of descriptors) become at most one JSON line a
+second instead of a plain-text traceback each.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import logging
+import math
+import resource
 import signal
 import ssl
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 import structlog
 from aiohttp import web
@@ -16,10 +28,24 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from . import metrics
 from .readiness import Reason, State, Verdict
+from .redact import clean
 from .settings import ConfigError, Listen
+
+Log = structlog.typing.FilteringBoundLogger
 
 # How long shutdown may wait for probe handlers; they answer from memory, so this is generous.
 SHUTDOWN_TIMEOUT: Final = 1.0
+# An open connection with no request in progress is closed after this long. Probes and scrapes
+# come at most every few seconds, and the kubelet opens a fresh connection for each probe.
+IDLE_TIMEOUT: Final = 20.0
+# Connections held at once, at most; descriptors are kept in reserve for the poller, the key
+# file and the listening socket.
+MAX_CONNECTIONS: Final = 4096
+RESERVED_FDS: Final = 64
+# Pending connections the kernel may queue while the loop is busy (capped by somaxconn).
+BACKLOG: Final = 1024
+# aiohttp's and asyncio's own error reports: at most one line this often, with a count.
+ERROR_LOG_EVERY: Final = 1.0
 
 # /readyz?verbose: each check and the reasons that fail it, in the order they are listed.
 CHECKS: Final = (
@@ -120,14 +146,131 @@ def make_app(source: Source, registry: CollectorRegistry) -> web.Application:
     return app
 
 
+def raise_open_files_limit() -> int:
+    """Soft RLIMIT_NOFILE up to the hard one, as Go programs do; returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass  # keep the soft limit; connections are bounded below it anyway
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+class RateLimited:
+    """Lets one report through every `every` seconds and counts the rest."""
+
+    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._last = -math.inf
+        self.dropped = 0
+
+    def allow(self) -> int | None:
+        """None to drop this report; else how many were dropped since the last one let through."""
+        now = self._clock()
+        if now - self._last < self._every:
+            self.dropped += 1
+            return None
+        self._last, dropped, self.dropped = now, self.dropped, 0
+        return dropped
+
+
+class _JsonErrors(logging.Handler):
+    """aiohttp's server logger and asyncio's loop errors, as rate-limited JSON lines.
+
+    The message and the exception are upstream-of-us bytes (a client's request line) and are
+    escaped and cut; the traceback is dropped: it is aiohttp's, not a fault of ours to debug.
+    """
+
+    def __init__(self, log: Log, limiter: RateLimited) -> None:
+        super().__init__(logging.INFO)
+        self._log = log
+        self._limiter = limiter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        dropped = self._limiter.allow()
+        if dropped is None:
+            return
+        error = record.exc_info[1] if record.exc_info else None
+        self._log.warning(
+            "http error",
+            message=clean(record.getMessage(), None, limit=200),
+            error=clean(f"{type(error).__name__}: {error}", None) if error else None,
+            dropped=dropped,
+        )
+
+
+def _quiet_logger(log: Log, limiter: RateLimited) -> logging.Logger:
+    logger = logging.getLogger("layers_sidecar.http")
+    logger.handlers = [_JsonErrors(log, limiter)]
+    logger.setLevel(logging.INFO)  # aiohttp's debug reports (a TLS hello on the port) dropped
+    logger.propagate = False
+    return logger
+
+
+def _loop_errors(log: Log, limiter: RateLimited) -> Callable[..., None]:
+    """asyncio's exception handler: one rate-limited JSON line instead of a traceback each
+    (accept() out of descriptors would otherwise print one every time it retries)."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if limiter.allow() is None:
+            return
+        error = context.get("exception")
+        log.warning(
+            "event loop error",
+            message=clean(str(context.get("message", "")), None, limit=200),
+            error=clean(f"{type(error).__name__}: {error}", None) if error else None,
+        )
+
+    return handle
+
+
+class _BoundedServer(web.Server):
+    """Holds at most `limit` connections: a new one closes the oldest (gracefully: a request
+    in progress still gets its answer), so idle clients can never starve a kubelet probe."""
+
+    limit: int = MAX_CONNECTIONS
+
+    def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        if len(self._connections) > self.limit:
+            oldest = next(iter(self._connections))
+            if oldest is not handler:
+                oldest.close()
+
+
 async def start_site(
-    app: web.Application, listen: Listen, *, ssl_context: ssl.SSLContext | None = None
+    app: web.Application,
+    listen: Listen,
+    log: Log | None = None,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> web.AppRunner:
     """Starts listening; a port in use or a bad address is a ConfigError naming --listen."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    log = log if log is not None else structlog.get_logger("layers-sidecar")
+    limiter = RateLimited(ERROR_LOG_EVERY)
+    asyncio.get_running_loop().set_exception_handler(_loop_errors(log, limiter))
+    open_files = raise_open_files_limit()
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        keepalive_timeout=IDLE_TIMEOUT,
+        logger=_quiet_logger(log, limiter),
+    )
     await runner.setup()
+    # aiohttp has no connection limit of its own; this instance gets one.
+    assert runner.server is not None
+    runner.server.__class__ = _BoundedServer
+    bounded = cast(_BoundedServer, runner.server)
+    bounded.limit = max(16, min(MAX_CONNECTIONS, open_files - RESERVED_FDS))
     try:
-        await web.TCPSite(runner, listen.host, listen.port, ssl_context=ssl_context).start()
+        await web.TCPSite(
+            runner, listen.host, listen.port, backlog=BACKLOG, ssl_context=ssl_context
+        ).start()
     except OSError as error:
         await runner.cleanup()
         problem = (

@@ -6,6 +6,7 @@ names the setting in one line; the CLI turns it into exit code 2.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 DEFAULT_API_URL: Final = "https://api.layers.com"
 DEFAULT_LISTEN: Final = "0.0.0.0:8080"
 
+_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 E = TypeVar("E", bound=StrEnum)
 
@@ -271,12 +273,34 @@ def _choice(kind: type[E], text: str) -> E:
         raise ValueError(f"{text!r} is not one of {allowed}") from None
 
 
+def _host_ok(host: str) -> bool:
+    """A DNS name (labels of 1-63 letters, digits, `-` or `_`) or an IP address."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.removesuffix(".").split(".")
+        return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+    return True
+
+
 def _url(text: str) -> str:
+    # Every way this URL could never be reached is refused here, at start-up, rather than
+    # showing as a network_error seconds later.
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{text!r} is not an http(s) URL")
     if parts.query or parts.fragment:
         raise ValueError(f"{text!r} must be a base URL without query or fragment")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("the URL must not hold credentials (the key is sent in a header)")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"{text!r} has an impossible port (use 1-65535)")
+    if not _host_ok(parts.hostname):
+        raise ValueError(f"{text!r} has an impossible host {parts.hostname!r}")
     return text
 
 

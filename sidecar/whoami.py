@@ -1,8 +1,9 @@
 """One call to GET /v1/whoami, turned into a plain `Answer`. The only place that does HTTP out.
 
-Nothing here decides anything: a status, at most 64 KiB of body, the headers that matter and the
-time taken, or the kind of transport failure, as the `Answer` that `outcome` owns;
-`outcome.classify` makes the verdict.
+Nothing here decides anything: a status, a bounded body (1 MiB where a switch may be stated, 64
+KiB otherwise), the headers that matter and the time taken, or the kind of transport failure, as
+the `Answer` that `outcome` owns; `outcome.classify` makes the verdict. Strings here are raw:
+`classify` redacts them (aiohttp's own error messages may quote bytes the upstream sent).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Final
 import aiohttp
 from multidict import CIMultiDict
 
-from .outcome import Answer, Failure
+from .outcome import BODY_LIMIT, SWITCH_SEARCH_LIMIT, Answer, Failure
 from .settings import AuthScheme, Secret
 
-MAX_BODY: Final = 64 * 1024
+# The statuses whose body may state a switch (a 200 flag, a 503 KILL_SWITCH): read further.
+_SWITCH_STATUSES: Final = frozenset({200, 503})
 
 # Only these reach the verdict or the logs; the rest of the upstream's headers are dropped.
 KEPT_HEADERS: Final = (
@@ -38,11 +40,31 @@ def auth_headers(key: Secret, scheme: AuthScheme) -> dict[str, str]:
     return {"X-Api-Key": key.reveal()}
 
 
-async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
-    """Reads at most `limit` bytes; an 8 MiB answer must not become 8 MiB of memory."""
+def client_session(
+    *, connections: int = 1, agent: str = "layers-readiness"
+) -> aiohttp.ClientSession:
+    """The one way a client session is made, for the poller and the hub alike.
+
+    No cookie jar: nothing the upstream sets carries over to the next call. No decompression:
+    the request asks for `identity`, and a body compressed anyway is not JSON (invalid, not a
+    zip bomb). trust_env: HTTPS_PROXY and friends work the usual way. One connection for a
+    sidecar: there is never more than one request in flight; the hub asks for more.
+    """
+    return aiohttp.ClientSession(
+        trust_env=True,
+        connector=aiohttp.TCPConnector(limit=connections),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        headers={"User-Agent": agent, "Accept-Encoding": "identity"},
+    )
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the body, and whether there was more; an 8 MiB answer must not
+    become 8 MiB of memory."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.content.iter_chunked(16 * 1024):
+    async for chunk in response.content.iter_chunked(64 * 1024):
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
@@ -50,10 +72,15 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[by
     return b"".join(chunks), False
 
 
+def body_limit(status: int) -> int:
+    """1 MiB where a switch may be stated, 64 KiB for everything else."""
+    return SWITCH_SEARCH_LIMIT if status in _SWITCH_STATUSES else BODY_LIMIT
+
+
 def _describe(error: BaseException) -> str:
-    # aiohttp's messages name host and port but never request headers, so the key cannot leak.
+    # Raw: aiohttp's parse errors may quote the upstream's bytes; `classify` redacts and cuts.
     text = str(error) or type(error).__name__
-    return f"{type(error).__name__}: {text}"[:300]
+    return f"{type(error).__name__}: {text}"
 
 
 async def fetch(
@@ -63,20 +90,21 @@ async def fetch(
     *,
     scheme: AuthScheme,
     timeout: float,
-    max_body: int = MAX_BODY,
+    max_body: int | None = None,
     keep: Callable[[str], bool] | None = None,
 ) -> Answer:
     """GET {url} with the key; never raises for anything the network or the upstream does.
 
-    The hub, which passes the answer on unchanged, reads up to a wider `max_body` and keeps
-    every header `keep` accepts (still looked up without regard to case).
+    The hub, which passes the answer on unchanged, reads up to `max_body` whatever the status
+    and keeps every header `keep` accepts (still looked up without regard to case).
     """
     started = time.perf_counter()
     headers = {"Accept": "application/json", **auth_headers(key, scheme)}
     try:
         async with asyncio.timeout(timeout):
             async with session.get(url, headers=headers, allow_redirects=False) as response:
-                body, too_large = await _read_capped(response, max_body)
+                limit = body_limit(response.status) if max_body is None else max_body
+                body, too_large = await read_capped(response, limit)
                 kept: Mapping[str, str] = {
                     name: response.headers[name]
                     for name in KEPT_HEADERS

@@ -1,234 +1,127 @@
-"""Real processes for the tests: the emulator and the sidecar, started as users start them.
+"""What several test modules share: fake keys, whoami builders, fakes and the process harness.
 
-Everything here talks to loopback only. Waits are on conditions with deadlines, never sleeps.
+Test modules import from here (or `tests/tools.py`, `tests/monitoring.py`), never from another
+test module. The process harness itself lives in `sidecar.testing`, so that `bench/` can use it
+without importing the tests.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-# Obviously fake keys in the format the upstream documents: lp_<env>_<key_id>_<secret>.
-FAKE_KEY = "lp_test_k1_FAKEsecretFAKE"
+from sidecar.outcome import Answer, Whoami
+from sidecar.readiness import STARTING, State, Verdict
+from sidecar.testing import (
+    FAKE_KEY,
+    Emulator,
+    Process,
+    Reply,
+    clean_env,
+    command,
+    emulator,
+    free_port,
+    http,
+    hub,
+    sample,
+    sidecar,
+    start,
+    wait_for,
+)
+
+__all__ = [
+    "FAKE_KEY",
+    "FAKE_SECRET",
+    "OTHER_KEY",
+    "WHOAMI",
+    "WHOAMI_PARSED",
+    "Emulator",
+    "FakeSource",
+    "Process",
+    "Reply",
+    "clean_env",
+    "command",
+    "emulator",
+    "error",
+    "free_port",
+    "http",
+    "hub",
+    "mount_secret",
+    "ok",
+    "sample",
+    "sidecar",
+    "start",
+    "wait_for",
+]
+
 FAKE_SECRET = "FAKEsecretFAKE"
 OTHER_KEY = "lp_test_k2_OTHERfakeOTHER"
 
-T = TypeVar("T")
+# A healthy whoami body, as the upstream documents it.
+WHOAMI: dict[str, Any] = {
+    "organizationId": "2481fa5c-a404-44ed-a561-565392499abc",
+    "workspaceId": "2481fa5c-a404-44ed-a561-565392499abc",
+    "organizationName": "Acme Growth",
+    "scopes": [],
+    "rateLimitTier": "standard",
+    "killSwitch": False,
+    "apiAccessRevoked": False,
+    "apiKeyId": "c2037bb9-354d-4662-96b7-97a28ad6b6e1",
+    "creditBalance": 2540,
+}
+
+# The same kind of answer once parsed, for code that starts from a State.
+WHOAMI_PARSED = Whoami(
+    organization_id="org-1",
+    workspace_id="ws-1",
+    organization_name="Acme Growth",
+    rate_limit_tier="standard",
+    kill_switch=False,
+    api_access_revoked=False,
+    api_key_id="key-1",
+    credit_balance=2540,
+)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def ok(**changes: Any) -> Answer:
+    """A 200 whoami answer, healthy unless `changes` say otherwise."""
+    return Answer(status=200, body=json.dumps({**WHOAMI, **changes}).encode())
 
 
-def wait_for(
-    condition: Callable[[], T | None], *, timeout: float = 10.0, what: str = "condition"
-) -> T:
-    """Polls `condition` until it returns something truthy, or fails after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = condition()
-        except (OSError, urllib.error.URLError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-@dataclass
-class Reply:
-    status: int
-    body: str
-    headers: Mapping[str, str]
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def http(
-    method: str,
-    url: str,
-    *,
-    body: Any = None,
-    headers: Mapping[str, str] | None = None,
-    timeout: float = 5.0,
-) -> Reply:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return Reply(response.status, response.read().decode(), dict(response.headers))
-    except urllib.error.HTTPError as error:
-        return Reply(error.code, error.read().decode(), dict(error.headers))
-
-
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "sidecar", *args]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment a test process gets: no LAYERS_* leaking in from the developer's shell."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAYERS_")}
-    env.update(extra)
-    return env
+def error(status: int, code: str | None = None, **extra: Any) -> Answer:
+    """An error answer in the upstream's error shape."""
+    body = {"error": {"code": code, "message": "whatever", "requestId": "req_1", **extra}}
+    return Answer(status=status, body=json.dumps(body).encode())
 
 
 @dataclass
-class Process:
-    """A started `layers-sidecar` subcommand, its output captured to files."""
+class FakeSource:
+    """What the server and the metrics read, without a poller."""
 
-    proc: subprocess.Popen[bytes]
-    stdout_path: Path
-    stderr_path: Path
-    url: str
+    state: State = field(default_factory=State)
+    current: Verdict = STARTING
+    is_alive: bool = True
 
-    @property
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
+    def snapshot(self) -> State:
+        return self.state
 
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
+    def verdict(self) -> Verdict:
+        return self.current
 
-    def log_events(self) -> list[dict[str, Any]]:
-        """The JSON log lines written so far."""
-        events = []
-        for line in self.stderr.splitlines():
-            if line.startswith("{"):
-                events.append(json.loads(line))
-        return events
-
-    def get(self, path: str, **kwargs: Any) -> Reply:
-        return http("GET", self.url + path, **kwargs)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
+    def alive(self) -> bool:
+        return self.is_alive
 
 
-def start(
-    args: list[str], *, env: Mapping[str, str], tmp: Path, name: str, url: str, ready_path: str
-) -> Process:
-    out, err = tmp / f"{name}.stdout", tmp / f"{name}.stderr"
-    with out.open("wb") as stdout, err.open("wb") as stderr:  # the child keeps its own copies
-        proc = subprocess.Popen(
-            command(*args), env=dict(env), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL
-        )
-    process = Process(proc, out, err, url)
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"{name} exited with {proc.returncode}: {process.stderr}")
-        http("GET", url + ready_path, timeout=1)  # any answer means it is listening
-        return True
-
-    wait_for(up, timeout=15, what=f"{name} to listen on {url}")
-    return process
-
-
-@dataclass
-class Emulator:
-    """`layers-sidecar emulate` in its own process, steered through its control API."""
-
-    process: Process
-    url: str
-    scenario_defaults: dict[str, Any] = field(default_factory=dict)
-
-    def set(self, **fields: Any) -> dict[str, Any]:
-        reply = http("POST", self.url + "/_emulator/scenario", body=fields)
-        assert reply.status == 200, reply.body
-        result: dict[str, Any] = reply.json()
-        return result
-
-    def reset(self) -> None:
-        assert http("POST", self.url + "/_emulator/reset").status == 200
-
-    def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = http("GET", self.url + "/_emulator/stats").json()
-        return result
-
-    def whoami_requests(self) -> int:
-        return int(self.stats()["whoamiRequests"])
-
-
-@contextmanager
-def emulator(tmp: Path) -> Iterator[Emulator]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = start(
-        ["emulate", "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
-        env=clean_env(),
-        tmp=tmp,
-        name="emulator",
-        url=url,
-        ready_path="/_emulator/stats",
-    )
-    try:
-        yield Emulator(process, url)
-    finally:
-        process.stop(signal.SIGKILL)
-
-
-@contextmanager
-def sidecar(
-    tmp: Path, api_url: str, *args: str, key: str | None = FAKE_KEY, **env: str
-) -> Iterator[Process]:
-    """`layers-sidecar serve` against `api_url`, on a free port, polling fast."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    environment = clean_env(
-        LAYERS_API_URL=api_url,
-        LAYERS_SIDECAR_LISTEN=f"127.0.0.1:{port}",
-        LAYERS_SIDECAR_INTERVAL="200ms",
-        LAYERS_SIDECAR_LOG_LEVEL="debug",
-        **env,
-    )
-    if key is not None:
-        environment["LAYERS_API_KEY"] = key
-    process = start(
-        ["serve", *args], env=environment, tmp=tmp, name="sidecar", url=url, ready_path="/livez"
-    )
-    try:
-        yield process
-    finally:
-        process.stop(signal.SIGKILL)
-
-
-@contextmanager
-def hub(tmp: Path, api_url: str, *args: str, name: str = "hub", **env: str) -> Iterator[Process]:
-    """`layers-sidecar hub` in front of `api_url`, on a free port, logging at debug."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    environment = clean_env(
-        LAYERS_API_URL=api_url,
-        LAYERS_SIDECAR_LISTEN=f"127.0.0.1:{port}",
-        LAYERS_SIDECAR_LOG_LEVEL="debug",
-        **env,
-    )
-    process = start(
-        ["hub", *args], env=environment, tmp=tmp, name=name, url=url, ready_path="/livez"
-    )
-    try:
-        yield process
-    finally:
-        process.stop(signal.SIGKILL)
+def mount_secret(directory: Path, key: str, generation: int) -> None:
+    """Lays out a Secret volume the way the kubelet does, then swaps `..data` atomically."""
+    data = directory / f"..2026_11_24_{generation:02d}"
+    data.mkdir()
+    (data / "api-key").write_text(key + "\n")
+    link = directory / "..data_tmp"
+    link.symlink_to(data.name)
+    link.replace(directory / "..data")  # rename(2): atomic
+    entry = directory / "api-key"
+    if not entry.is_symlink():
+        entry.symlink_to("..data/api-key")

@@ -9,17 +9,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import pytest
 import yaml
 
 from tests.k8s import K8S_VERSIONS, kustomize, validate
-from tests.test_dashboard import QUERYABLE, metric_names
+from tests.monitoring import QUERYABLE, RULES, alert_names, alerts, metric_names
+from tests.tools import tool
 
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING = ROOT / "monitoring"
-RULES = MONITORING / "alerts.rules.yaml"
 RULE_TESTS = MONITORING / "alerts.test.yaml"
 DASHBOARD = MONITORING / "dashboard.json"
 GENERATOR = ROOT / "scripts" / "gen-monitoring"
@@ -30,32 +28,8 @@ SEVERITIES = {"critical", "warning"}
 TEMPLATE_QUERY = re.compile(r'printf\s+"((?:[^"\\]|\\.)*)"[^|}]*\|\s*query')
 
 
-INSTALL_HINTS = {
-    "prometheus": "run `scripts/install-tools prometheus` (Debian's package brings promtool too)",
-    "promtool": "run `scripts/install-tools prometheus` (Debian's package brings promtool too)",
-    "kubectl": "install kubectl; the tests build deploy/ with `kubectl kustomize`",
-}
-
-
-def tool(name: str) -> str:
-    """The path of a command the tests need; a missing one fails, never skips."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: {INSTALL_HINTS[name]}", pytrace=False)
-    return path
-
-
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
-
-
-def alerts() -> list[dict[str, Any]]:
-    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
-    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
-
-
-def alert_names() -> list[str]:
-    return [rule["alert"] for rule in alerts()]
 
 
 def test_promtool_check_rules() -> None:
@@ -147,6 +121,26 @@ def test_every_alert_is_documented() -> None:
     docs = DOCS.read_text(encoding="utf-8")
     for name in alert_names():
         assert re.search(rf"^#+ .*`?{name}`?", docs, re.MULTILINE), f"{name} has no section"
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces to -."""
+    anchors = set()
+    for heading in re.findall(r"^#+\s+(.+?)\s*$", markdown, re.MULTILINE):
+        text = re.sub(r"[^\w\- ]", "", heading.lower())
+        anchors.add(text.replace(" ", "-"))
+    return anchors
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    anchors = github_anchors(DOCS.read_text(encoding="utf-8"))
+    for rule in alerts():
+        url = rule["annotations"].get("runbook_url", "")
+        page, _, anchor = url.partition("#")
+        assert page.startswith("https://"), rule["alert"]
+        assert page.endswith("/docs/monitoring.md"), rule["alert"]
+        assert anchor == rule["alert"].lower(), f"{rule['alert']}: {url}"
+        assert anchor in anchors, f"{rule['alert']}: docs/monitoring.md has no section #{anchor}"
 
 
 def test_generated_files_are_in_sync() -> None:

@@ -25,12 +25,12 @@ from tests.support import (
     emulator,
     free_port,
     http,
+    mount_secret,
     sidecar,
     start,
     wait_for,
 )
-from tests.test_keys import mount_secret
-from tests.test_metrics import promtool
+from tests.tools import tool
 
 pytestmark = pytest.mark.e2e
 
@@ -298,7 +298,7 @@ def test_status_and_metrics_of_a_live_sidecar(upstream: Emulator, tmp_path: Path
         assert 'layers_rate_limit_tier{tier="standard"} 0.0' in metrics
         assert "layers_rate_limit_limit 600.0" in metrics
         checked = subprocess.run(
-            [promtool(), "check", "metrics"], input=metrics, capture_output=True, text=True
+            [tool("promtool"), "check", "metrics"], input=metrics, capture_output=True, text=True
         )
         assert checked.returncode == 0, checked.stderr
         no_secret(metrics, json.dumps(status))

@@ -1,118 +1,23 @@
-"""monitoring/dashboard.json: it parses, is provisionable, and asks only for metrics we export.
-
-Also home of the metric-name checks the alert tests and the Prometheus test share: which names
-the program exports (SPEC.md's metrics table) and which names a PromQL expression uses.
-"""
+"""monitoring/dashboard.json: it parses, is provisionable, and asks only for metrics we export."""
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.monitoring import (
+    QUERYABLE,
+    SPEC_METRICS,
+    all_panels,
+    dashboard_queries,
+    load_dashboard,
+    metric_names,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
-DASHBOARD = ROOT / "monitoring" / "dashboard.json"
 SPEC = ROOT.parent / "shared" / "SPEC.md"  # the product contract, beside the repository
-
-# SPEC.md's metrics table, by type. `test_metric_list_matches_spec` keeps this copy honest.
-GAUGES = frozenset(
-    {
-        "layers_ready",
-        "layers_credit_balance",
-        "layers_rate_limit_tier",
-        "layers_kill_switch",
-        "layers_api_access_revoked",
-        "layers_whoami_info",
-        "layers_whoami_last_success_timestamp_seconds",
-        "layers_whoami_consecutive_failures",
-        "layers_rate_limit_limit",
-        "layers_rate_limit_remaining",
-        "layers_sidecar_build_info",
-    }
-)
-COUNTERS = frozenset({"layers_whoami_requests_total"})
-HISTOGRAMS = frozenset({"layers_whoami_request_duration_seconds"})
-SPEC_METRICS = GAUGES | COUNTERS | HISTOGRAMS
-
-# The series names Prometheus stores for them: a histogram is its _bucket, _sum and _count.
-SERIES_NAMES = (
-    GAUGES
-    | COUNTERS
-    | {f"{name}{suffix}" for name in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
-)
-# What a query may name: those, and `up` (Prometheus's own, for the scrape itself).
-QUERYABLE = SERIES_NAMES | {"up"}
-
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-_MATCHERS = re.compile(r"\{[^{}]*\}")
-_RANGE = re.compile(r"\[[^\]]*\]")
-# by (...), without (...), on (...), ignoring (...), group_left (...), group_right (...)
-_LABEL_LISTS = re.compile(
-    r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)", re.IGNORECASE
-)
-_IDENTIFIER = re.compile(r"(?<![\w$.:])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(\s*\()?")
-_KEYWORDS = frozenset(
-    {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring"}
-    | {"group_left", "group_right", "inf", "nan", "atan2"}
-)
-# Grafana's variable functions; their label arguments are not metric names.
-_LABEL_VALUES = re.compile(r"label_values\s*\((?:(.*),)?\s*\w+\s*\)\s*$", re.DOTALL)
-
-
-def metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression (or Grafana `label_values(...)` query) uses.
-
-    A deliberately small scanner rather than a parser: strings, label matchers, ranges, grouping
-    label lists and function names are removed; what is left of the identifiers are metrics.
-    Grafana variables (`$pod`, `$__rate_interval`) only ever stand inside matchers or ranges here.
-    """
-    text = expr.strip()
-    grafana = _LABEL_VALUES.match(text)
-    if grafana:
-        text = grafana.group(1) or ""
-    text = _STRING.sub('""', text)
-    while True:  # matchers do not nest, but strip until stable anyway
-        stripped = _MATCHERS.sub(" ", text)
-        if stripped == text:
-            break
-        text = stripped
-    text = _RANGE.sub(" ", text)
-    text = _LABEL_LISTS.sub(" ", text)
-    text = re.sub(r"\b\d+(?:\.\d+)?(?:e[+-]?\d+)?(?:[smhdwy]|ms)?\b", " ", text)
-    names = set()
-    for match in _IDENTIFIER.finditer(text):
-        name, call = match.group(1), match.group(2)
-        if call or name.lower() in _KEYWORDS:
-            continue
-        names.add(name)
-    return names
-
-
-def load_dashboard() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    return data
-
-
-def all_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for panel in panels:
-        yield panel
-        yield from all_panels(panel.get("panels", []))
-
-
-def dashboard_queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """(where, PromQL) for every panel target and every query variable."""
-    for panel in all_panels(dashboard["panels"]):
-        for target in panel.get("targets", []):
-            yield f"panel {panel['title']!r} target {target['refId']}", target["expr"]
-    for variable in dashboard["templating"]["list"]:
-        if variable["type"] == "query":
-            query = variable["query"]
-            text = query["query"] if isinstance(query, dict) else query
-            yield f"variable {variable['name']}", text
 
 
 def test_metric_names_scanner() -> None:

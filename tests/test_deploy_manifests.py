@@ -10,7 +10,6 @@ Prometheus Operator's CRD schemas; see that module.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from tests.k8s import (
     validate,
     workloads,
 )
+from tests.tools import tool
 
 IMAGE = "ghcr.io/example/layers-readiness:0.1.0"
 KEY_FILE = "/var/run/secrets/layers/api-key"
@@ -47,7 +47,14 @@ DIRECTORIES = kustomizations()
 
 def test_the_expected_kustomizations_exist() -> None:
     names = {str(d.relative_to(DEPLOY_DIR)) for d in DIRECTORIES}
-    assert {".", "app", "examples/classic", "examples/native-sidecar", "prometheus"} <= names
+    assert {
+        ".",
+        "app",
+        "demo-key",
+        "examples/classic",
+        "examples/native-sidecar",
+        "prometheus",
+    } <= names
     for component in ("classic", "native-sidecar", "readiness-probe"):
         document = yaml.safe_load(
             (DEPLOY_DIR / "components" / component / "kustomization.yaml").read_text()
@@ -74,7 +81,8 @@ def test_every_built_object_is_valid(
 
 def test_top_level_build_holds_the_example_and_its_monitoring(built: dict[str, list[Obj]]) -> None:
     kinds = sorted(o["kind"] for o in built["."])
-    assert {"Deployment", "Service", "Secret", "PodMonitor"} <= set(kinds)
+    assert {"Deployment", "Service", "PodMonitor"} <= set(kinds)
+    assert "Secret" not in kinds, "applying it must never replace the user's key"
     if (DEPLOY_DIR / "monitoring" / "kustomization.yaml").exists():
         assert "PrometheusRule" in kinds
         dashboards = [
@@ -192,12 +200,23 @@ def test_key_comes_from_a_secret_mounted_as_a_directory(
         assert found is not None, f"{c['name']}: nothing mounted at {KEY_FILE}"
         secret, key = found
         assert all(m.get("readOnly") for m in c["volumeMounts"])
-        value = secret_value(secret, key)
-        assert value.startswith("lp_test_")
-        assert "FAKE" in value
+        # the user's own Secret: the example carries none that could replace it
+        assert secret["metadata"]["name"] == "layers-api-key"
+        assert key == "api-key"
+    assert not [o for o in objects if o["kind"] == "Secret"]
+
+
+def test_demo_key_is_apart_and_obviously_fake(built: dict[str, list[Obj]]) -> None:
+    (secret,) = built["demo-key"]
+    assert secret["kind"] == "Secret"
     # A stable name: the kubelet updates the mounted file in place when the Secret changes.
-    (secret_obj,) = [o for o in objects if o["kind"] == "Secret"]
-    assert secret_obj["metadata"]["name"] == "layers-api-key"
+    assert secret["metadata"]["name"] == "layers-api-key"
+    value = secret_value(secret, "api-key")
+    assert value.startswith("lp_test_")
+    assert "FAKE" in value
+    for directory, objects in built.items():
+        if directory != "demo-key":
+            assert not [o for o in objects if o["kind"] == "Secret"], directory
 
 
 def test_podmonitor_finds_the_sidecar(built: dict[str, list[Obj]]) -> None:
@@ -242,9 +261,7 @@ def test_plain_scrape_config_passes_promtool(tmp_path: Path) -> None:
     built without Kubernetes service discovery, so its promtool refuses `kubernetes_sd_configs`
     as an unknown field; the discovery block is swapped for a static target and everything else
     (intervals, relabelling regexes and actions) is checked as written."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (make tools installs it)")
+    promtool = tool("promtool")
     config: dict[str, Any] = yaml.safe_load(SCRAPE_CONFIG.read_text())
     for job in config["scrape_configs"]:
         del job["kubernetes_sd_configs"]

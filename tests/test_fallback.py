@@ -25,11 +25,11 @@ from tests.support import (
     emulator,
     free_port,
     hub,
+    sample,
     sidecar,
     start,
     wait_for,
 )
-from tests.test_hub import sample
 
 pytestmark = pytest.mark.e2e
 

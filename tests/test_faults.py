@@ -37,7 +37,7 @@ from tests.support import (
     start,
     wait_for,
 )
-from tests.test_outcome import WHOAMI as GOOD_BODY
+from tests.support import WHOAMI as GOOD_BODY
 
 pytestmark = pytest.mark.faults
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from tests.k8s import (
     CHART_DIR,
     IMAGE_UID,
     K8S_VERSIONS,
+    ROOT,
     Obj,
     all_containers,
     container,
@@ -76,6 +79,9 @@ def test_ci_scenarios_cover_the_features() -> None:
         "secret-and-settings",
         "templates-only",
         "native-no-app-probe",
+        "podmonitor-joblabel",
+        "platform",
+        "job-quitquitquit",
     } <= set(SCENARIOS)
 
 
@@ -223,7 +229,15 @@ def test_monitoring_objects(rendered: dict[str, list[Obj]]) -> None:
 
     (rule,) = of_kind(objects, "PrometheusRule")
     source = yaml.safe_load((CHART_DIR / "files" / "alerts.rules.yaml").read_text())
-    assert rule["spec"]["groups"] == source["groups"]
+    # the same alerts, scoped and tuned (tests/test_chart_alerts.py runs them), less the one
+    # the scenario disables
+    assert [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]] == [
+        r["alert"]
+        for g in source["groups"]
+        for r in g["rules"]
+        if r["alert"] != "LayersCreditsExhaustionForecast"
+    ]
+    assert rule["metadata"]["namespace"] == "monitoring"
 
     (dashboard,) = of_kind(objects, "ConfigMap")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
@@ -247,6 +261,13 @@ def test_templates_only_renders_no_workload(rendered: dict[str, list[Obj]]) -> N
         ({"port": 80}, "/port"),
         ({"portName": "a-port-name-that-is-too-long"}, "/portName"),
         ({"podMonitor": {"enabled": True, "interval": "30 seconds"}}, "/podMonitor/interval"),
+        ({"extraArgs": "--log-level=debug"}, "/extraArgs"),
+        ({"extraVolumeMounts": [{"name": "ca"}]}, "/extraVolumeMounts/0"),
+        (
+            {"podDisruptionBudget": {"enabled": True, "minAvailable": "half"}},
+            "/podDisruptionBudget",
+        ),
+        ({"networkPolicy": {"enabled": True, "egres": []}}, "egres"),
     ],
 )
 def test_schema_refuses_mistakes(values: dict[str, Any], complaint: str) -> None:
@@ -360,3 +381,144 @@ def test_native_mode_refused_below_kubernetes_1_29(parent_chart: Path) -> None:
             chart.render({"clusterVersion": "v1.28.3"}, name="web")
         classic = {"clusterVersion": "v1.28.3", "layers-readiness": {"wiring": {"mode": "classic"}}}
         assert chart.render(classic, name="web")
+
+
+# --- what a platform team sets without forking ---------------------------------------------------
+
+
+def test_chart_metadata_says_where_it_comes_from() -> None:
+    with helm_python.Chart.load(CHART_DIR) as chart:
+        metadata = chart.metadata
+    assert metadata["home"].startswith("https://")
+    assert metadata["sources"]
+    assert all(source.startswith("https://") for source in metadata["sources"])
+    assert all(m["url"].startswith("https://") for m in metadata["maintainers"])
+
+
+def test_platform_values_reach_every_layers_container(rendered: dict[str, list[Obj]]) -> None:
+    objects = rendered["platform"]
+    deployment = the_deployment(objects)
+    spec = pod_spec(deployment)
+    ours = [c for _, c in all_containers(spec) if c["name"].startswith("layers-readiness")]
+    # the init container `check` and the classic sidecar alike
+    assert sorted(c["name"] for c in ours) == ["layers-readiness", "layers-readiness-check"]
+    for c in ours:
+        assert c["image"] == "registry.internal.example.com/example/layers-readiness:0.1.0"
+        assert c["envFrom"] == [{"configMapRef": {"name": "egress-proxy"}}]
+        assert env_value(c, "SSL_CERT_FILE") == "/etc/ssl/corporate/ca-bundle.crt"
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        assert mounts["corporate-ca"] == "/etc/ssl/corporate"
+        assert c["args"][1:] == ["--log-level=debug"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["corporate-ca"]["configMap"]["name"] == "corporate-ca-bundle"
+    assert spec["priorityClassName"] == "business-critical"
+    (spread,) = spec["topologySpreadConstraints"]
+    assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert deployment["spec"]["revisionHistoryLimit"] == 3
+    assert deployment["metadata"]["annotations"] == {"reloader.example.com/auto": "false"}
+    (service,) = of_kind(objects, "Service")
+    assert service["metadata"]["annotations"] == {"service.example.com/owner": "payments"}
+
+
+def test_disruption_budget_and_network_policy_select_the_pods(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    objects = rendered["platform"]
+    pod_labels = the_deployment(objects)["spec"]["template"]["metadata"]["labels"]
+    (budget,) = of_kind(objects, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert "minAvailable" not in budget["spec"]
+    (policy,) = of_kind(objects, "NetworkPolicy")
+    for selector in (budget["spec"]["selector"], policy["spec"]["podSelector"]):
+        assert selector["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    scrape, app = policy["spec"]["ingress"]
+    assert scrape["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert scrape["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+    assert app["ports"] == [{"port": 5678, "protocol": "TCP"}]
+    dns, proxy = policy["spec"]["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert proxy["ports"] == [{"port": 3128, "protocol": "TCP"}]
+    # off by default
+    assert not of_kind(rendered["default"], "PodDisruptionBudget")
+    assert not of_kind(rendered["default"], "NetworkPolicy")
+
+
+def test_disruption_budget_takes_exactly_one_bound() -> None:
+    with pytest.raises(helm_python.HelmRenderError, match="exactly one of minAvailable"):
+        render_chart({"podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}})
+
+
+def test_podmonitor_options(rendered: dict[str, list[Obj]]) -> None:
+    (monitor,) = of_kind(rendered["monitoring"], "PodMonitor")
+    assert monitor["metadata"]["namespace"] == "monitoring"
+    # it lives beside Prometheus but selects the release's pods, and only them
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["apps"]}
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "demo"
+    assert monitor["spec"]["podTargetLabels"] == ["app.kubernetes.io/name"]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"]["serverName"] == "layers-readiness.apps.svc"
+    assert endpoint["honorLabels"] is True
+    (by_label,) = of_kind(rendered["podmonitor-joblabel"], "PodMonitor")
+    assert by_label["spec"]["jobLabel"] == "app.kubernetes.io/name"
+    assert "app.kubernetes.io/instance" not in by_label["spec"]["selector"]["matchLabels"]
+
+
+def test_example_job_ends_its_classic_sidecar_with_quitquitquit(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    objects = rendered["job-quitquitquit"]
+    assert sorted(o["kind"] for o in objects) == ["Job", "ServiceAccount"]
+    (job,) = of_kind(objects, "Job")
+    spec = pod_spec(job)
+    assert spec["restartPolicy"] == "Never"
+    (check,) = spec["initContainers"]
+    assert check["args"] == ["check"]
+    assert "restartPolicy" not in check
+    work, sidecar = spec["containers"]
+    assert sidecar["name"] == "layers-readiness"
+    assert "restartPolicy" not in sidecar, "a classic sidecar: the Job must end it"
+    assert sidecar["args"] == ["serve"]
+    assert env_value(sidecar, "LAYERS_SIDECAR_QUITQUITQUIT") == "true"
+    port = int(str(env_value(sidecar, "LAYERS_SIDECAR_LISTEN")).rsplit(":", 1)[1])
+    script = work["command"][-1]
+    assert f"curl -fsS -X POST http://127.0.0.1:{port}/quitquitquit" in script
+    assert "reporting the day's numbers" in script
+    # the work's own exit status is the Job's, not curl's
+    assert script.rstrip().endswith("exit $status")
+    assert not of_kind(rendered["default"], "Job")
+
+
+def test_values_table_in_the_readme_is_current() -> None:
+    """The chart README's values table is generated from values.yaml; CI fails when stale."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen-chart-readme"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    readme = (CHART_DIR / "README.md").read_text()
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    for key in values:
+        assert f"| `{key}` |" in readme or f"| `{key}." in readme, f"{key} is not in the table"
+
+
+def test_values_table_notices_a_new_value(tmp_path: Path) -> None:
+    chart = tmp_path / "helm" / "layers-readiness"
+    shutil.copytree(CHART_DIR, chart)
+    values = chart / "values.yaml"
+    values.write_text(values.read_text() + "\n## A value nobody documented yet.\nnewValue: 1\n")
+    script = str(ROOT / "scripts" / "gen-chart-readme")
+    check = [sys.executable, script, "--root", str(tmp_path), "--check"]
+    stale = subprocess.run(check, capture_output=True, text=True, timeout=60, check=False)
+    assert stale.returncode == 1
+    assert "stale: helm/layers-readiness/README.md" in stale.stderr
+    subprocess.run([*check[:-1]], capture_output=True, timeout=60, check=True)
+    assert (
+        "| `newValue` | `1` | A value nobody documented yet. |" in (chart / "README.md").read_text()
+    )

@@ -8,7 +8,6 @@ and that no key shows in any log line, answer or metric.
 from __future__ import annotations
 
 import asyncio
-import re
 import subprocess
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -31,6 +30,7 @@ from tests.support import (
     free_port,
     http,
     hub,
+    sample,
     sidecar,
     start,
     wait_for,
@@ -62,20 +62,6 @@ def header(reply: Reply, name: str) -> str:
         if key.lower() == name.lower():
             return value
     raise AssertionError(f"no {name} header in {dict(reply.headers)}")
-
-
-def sample(metrics: str, name: str, **labels: str) -> float | None:
-    """The value of one sample in Prometheus text, or None when it is absent."""
-    for line in metrics.splitlines():
-        if line.startswith("#"):
-            continue
-        match = re.fullmatch(r"([a-zA-Z_:][\w:]*)(\{.*\})? (\S+)", line)
-        if not match or match.group(1) != name:
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
-        if all(found.get(k) == v for k, v in labels.items()):
-            return float(match.group(3))
-    return None
 
 
 def http_get(url: str) -> int:

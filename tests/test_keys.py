@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sidecar.keys import EnvKey, FileKey, KeyUnavailable, fingerprint
 from sidecar.settings import Secret
-from tests.support import FAKE_KEY, OTHER_KEY
-
-
-def mount_secret(directory: Path, key: str, generation: int) -> None:
-    """Lays out a Secret volume the way the kubelet does, then swaps `..data` atomically."""
-    data = directory / f"..2026_11_24_{generation:02d}"
-    data.mkdir()
-    (data / "api-key").write_text(key + "\n")
-    link = directory / "..data_tmp"
-    link.symlink_to(data.name)
-    link.replace(directory / "..data")  # rename(2): atomic
-    entry = directory / "api-key"
-    if not entry.is_symlink():
-        entry.symlink_to("..data/api-key")
+from tests.support import FAKE_KEY, OTHER_KEY, mount_secret
 
 
 def test_a_rotated_secret_is_read_without_a_restart(tmp_path: Path) -> None:
@@ -51,6 +40,30 @@ def test_an_unusable_file_is_a_clear_error_that_never_shows_the_key(
     with pytest.raises(KeyUnavailable, match=message) as caught:
         FileKey(path).read()
     assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        pytest.param(lambda path: os.mkfifo(path), "not a regular file (a FIFO)", id="fifo"),
+        pytest.param(lambda path: path.symlink_to("/dev/zero"), "(a device)", id="dev-zero"),
+        pytest.param(lambda path: path.symlink_to("/dev/urandom"), "(a device)", id="dev-urandom"),
+        pytest.param(
+            lambda path: os.truncate(path.touch() or path, 1 << 30),
+            "1073741824 bytes, too large",
+            id="sparse-1gib",
+        ),
+        pytest.param(lambda path: path.write_bytes(b"k" * 4097), "too large", id="4kib-plus-1"),
+    ],
+)
+def test_a_path_that_is_not_a_small_file_is_refused_without_reading_it(
+    tmp_path: Path, make: Any, message: str
+) -> None:
+    path = tmp_path / "api-key"
+    make(path)
+    # A blocking open or read of the FIFO would hang here rather than raise.
+    with pytest.raises(KeyUnavailable, match=re.escape(message)):
+        FileKey(path).read()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file whatever its mode")

@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.dockerfile import DOCKERFILE, parse
 from tests.k8s import (
     CHART_DIR,
     DEPLOY_DIR,
@@ -56,7 +57,6 @@ from tests.support import (
     start,
     wait_for,
 )
-from tests.test_dockerfile import DOCKERFILE, parse
 
 pytestmark = pytest.mark.e2e
 

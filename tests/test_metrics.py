@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import replace
 
@@ -18,7 +17,9 @@ from sidecar import __version__
 from sidecar.metrics import Metrics
 from sidecar.outcome import Outcome
 from sidecar.readiness import Reason, State, Verdict
-from tests.test_server import WHOAMI, FakeSource
+from tests.support import WHOAMI_PARSED as WHOAMI
+from tests.support import FakeSource
+from tests.tools import tool
 
 
 def scrape(source: FakeSource, metrics: Metrics | None = None) -> dict[str, float]:
@@ -84,16 +85,39 @@ def test_after_a_good_answer() -> None:
     assert samples[info] == 1
 
 
-def test_tier_gauge_keeps_known_and_unknown_tiers() -> None:
-    whoami = replace(WHOAMI, rate_limit_tier="platinum")
-    state = State(whoami=whoami, tiers=("standard", "pilot", "partner", "internal", "platinum"))
+def tiers_of(state: State) -> dict[str, float]:
     samples = scrape(FakeSource(state, Verdict(True, Reason.OK)))
-    tiers = {
+    return {
         key.split('"')[1]: value
         for key, value in samples.items()
         if key.startswith("layers_rate_limit_tier")
     }
-    assert tiers == {"standard": 0, "pilot": 0, "partner": 0, "internal": 0, "platinum": 1}
+
+
+def test_tier_gauge_shows_an_unknown_tier_only_while_it_is_current() -> None:
+    platinum = State(whoami=replace(WHOAMI, rate_limit_tier="platinum"))
+    assert tiers_of(platinum) == {
+        "standard": 0,
+        "pilot": 0,
+        "partner": 0,
+        "internal": 0,
+        "platinum": 1,
+    }
+    # A thousand invented tiers later, the series are the four known ones and the current one.
+    for n in range(1000):
+        tiers_of(State(whoami=replace(WHOAMI, rate_limit_tier=f"tier-{n}")))
+    back = State(whoami=replace(WHOAMI, rate_limit_tier="partner"))
+    assert tiers_of(back) == {"standard": 0, "pilot": 0, "partner": 1, "internal": 0}
+
+
+@pytest.mark.parametrize("bad", ["\ud800", "a\nb", "x" * 500, "lp_[redacted]"])
+def test_a_string_that_fails_the_label_filter_never_breaks_a_scrape(bad: str) -> None:
+    whoami = replace(WHOAMI, organization_name=bad, rate_limit_tier=bad)
+    samples = scrape(FakeSource(State(whoami=whoami), Verdict(True, Reason.OK)))
+    info = [key for key in samples if key.startswith("layers_whoami_info")]
+    assert len(info) == 1
+    assert 'organization_name="invalid"' in info[0]
+    assert tiers_of(State(whoami=whoami))["invalid"] == 1
 
 
 def test_requests_and_durations_are_counted() -> None:
@@ -110,13 +134,6 @@ def test_requests_and_durations_are_counted() -> None:
     assert not any(name.endswith("_created") for name in samples)
 
 
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail("promtool is missing: run `scripts/install-tools prometheus` (make test does)")
-    return path
-
-
 def kill_switch_metrics() -> Metrics:
     source = FakeSource(
         State(whoami=WHOAMI, kill_switch=True, access_revoked=False, last_success_at=1.0),
@@ -128,9 +145,10 @@ def kill_switch_metrics() -> Metrics:
     return metrics
 
 
+@pytest.mark.tools
 def test_promtool_accepts_the_exposition() -> None:
     checked = subprocess.run(
-        [promtool(), "check", "metrics"],
+        [tool("promtool"), "check", "metrics"],
         input=generate_latest(kill_switch_metrics().registry),
         capture_output=True,
         check=False,

@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import json
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import pytest
 
-from sidecar.outcome import Answer, Failure, Outcome, classify, parse_whoami, retry_wait
+from sidecar.outcome import Answer, Failure, Outcome, classify, parse_whoami, requested_wait
+from tests.support import WHOAMI, error, ok
 
 NOW = 1_800_000_000.0
-
-WHOAMI: dict[str, Any] = {
-    "organizationId": "2481fa5c-a404-44ed-a561-565392499abc",
-    "workspaceId": "2481fa5c-a404-44ed-a561-565392499abc",
-    "organizationName": "Acme Growth",
-    "scopes": [],
-    "rateLimitTier": "standard",
-    "killSwitch": False,
-    "apiAccessRevoked": False,
-    "apiKeyId": "c2037bb9-354d-4662-96b7-97a28ad6b6e1",
-    "creditBalance": 2540,
-}
-
-
-def ok(**changes: Any) -> Answer:
-    return Answer(status=200, body=json.dumps({**WHOAMI, **changes}).encode())
-
-
-def error(status: int, code: str | None = None, **extra: Any) -> Answer:
-    body = {"error": {"code": code, "message": "whatever", "requestId": "req_1", **extra}}
-    return Answer(status=status, body=json.dumps(body).encode())
 
 
 def test_a_healthy_key_is_ok_and_keeps_every_field() -> None:
@@ -57,6 +36,9 @@ def test_a_healthy_key_is_ok_and_keeps_every_field() -> None:
         (error(403, "FORBIDDEN"), Outcome.CLIENT_ERROR),
         (error(404, "NOT_FOUND"), Outcome.CLIENT_ERROR),
         (error(418), Outcome.CLIENT_ERROR),
+        (error(408), Outcome.SERVER_ERROR),
+        (error(421), Outcome.SERVER_ERROR),
+        (error(425), Outcome.SERVER_ERROR),
         (Answer(status=302), Outcome.CLIENT_ERROR),
         (error(429, "RATE_LIMITED"), Outcome.RATE_LIMITED),
         (error(500, "INTERNAL"), Outcome.SERVER_ERROR),
@@ -191,17 +173,40 @@ def test_the_request_id_of_an_error_body_is_used_when_the_header_is_missing() ->
         ({"X-RateLimit-Reset": str(NOW + 12)}, 12),
         ({"X-RateLimit-Reset": str(NOW - 12)}, 0),
         ({}, None),
-        ({"Retry-After": "soon"}, None),
     ],
 )
 def test_how_long_a_429_waits(headers: dict[str, str], wait: float | None) -> None:
-    assert retry_wait(headers, NOW) == wait
+    assert requested_wait(headers, NOW) == (wait, False)
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    ["soon", "1_000", "1e3", "-5", "+5", "5.5", "0x10", "٣", "Thu, 99 Jan 2027 08:00:00 GMT"],
+)
+def test_a_wait_in_a_form_the_rfc_does_not_allow_is_unreadable(retry_after: str) -> None:
+    assert requested_wait({"Retry-After": retry_after}, NOW) == (None, True)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "wait"),
+    [
+        ("0", 0),
+        (" 7 ", 7),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 253402300799 - NOW),
+        ("Sun, 06 Nov 1994 08:49:37 GMT", 0),  # in the past
+        ("1" * 40, 1e12),  # longer than any delay: as far as allowed, and never a crash
+    ],
+)
+def test_extreme_waits_parse_to_what_they_say(retry_after: str, wait: float) -> None:
+    got, unreadable = requested_wait({"Retry-After": retry_after}, NOW)
+    assert got == pytest.approx(wait)
+    assert not unreadable
 
 
 def test_retry_after_may_be_an_http_date() -> None:
     now = parsedate_to_datetime("Fri, 15 Jan 2027 08:00:00 GMT").timestamp()
     headers = {"Retry-After": "Fri, 15 Jan 2027 08:00:05 GMT"}
-    assert retry_wait(headers, now) == pytest.approx(5)
+    assert requested_wait(headers, now)[0] == pytest.approx(5)
 
 
 def test_a_429_carries_its_wait() -> None:

@@ -14,9 +14,9 @@ from typing import Any, Final
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sidecar.outcome import Answer, Failure, Outcome, classify, parse_whoami, retry_wait
+from sidecar.outcome import Answer, Failure, Outcome, classify, parse_whoami, stated_switches
 from sidecar.readiness import STARTING, Instant, State, advance, verdict
-from tests.test_outcome import WHOAMI as GOOD
+from tests.support import WHOAMI as GOOD
 
 # What each field must be; every other JSON type is wrong for it.
 KINDS: Final = {
@@ -94,10 +94,16 @@ def test_a_mistyped_field_is_never_ok_and_never_raises(case: tuple[str, dict[str
     body = case[1]
     assert isinstance(parse_whoami(dumps(body)), str)
     result = classify(ok_answer(dumps(body)), NOW)
-    assert result.outcome is Outcome.INVALID_RESPONSE
     assert result.whoami is None
-    assert result.kill_switch is None
-    assert result.access_revoked is None
+    # A switch stated true wins over the malformed rest; otherwise the body is invalid.
+    if body.get("killSwitch") is True:
+        assert (result.outcome, result.kill_switch) == (Outcome.KILL_SWITCH, True)
+    elif body.get("apiAccessRevoked") is True:
+        assert (result.outcome, result.access_revoked) == (Outcome.ACCESS_REVOKED, True)
+    else:
+        assert result.outcome is Outcome.INVALID_RESPONSE
+        assert result.kill_switch is None
+        assert result.access_revoked is None
 
 
 @given(st.sampled_from(sorted(KINDS)), st.sampled_from(KINDS_OF_JSON), st.data())
@@ -111,7 +117,7 @@ def test_every_field_given_every_wrong_type_is_invalid(
         # The right type, yet no usable balance: NaN, an infinity, or an integer past any float.
         well_typed = value == value and abs(value) <= sys.float_info.max
     result = classify(ok_answer(dumps({**GOOD, field: value})), NOW)
-    if well_typed:
+    if well_typed or (field in ("killSwitch", "apiAccessRevoked") and value is True):
         assert result.outcome in (Outcome.OK, Outcome.KILL_SWITCH, Outcome.ACCESS_REVOKED)
     else:
         assert result.outcome is Outcome.INVALID_RESPONSE, (field, value)
@@ -131,7 +137,12 @@ def test_a_missing_field_is_invalid(field: str) -> None:
 @thorough
 def test_any_json_document_is_never_ok_unless_it_is_a_whoami(value: Any) -> None:
     result = classify(ok_answer(dumps(value)), NOW)
-    assert result.outcome in (Outcome.OK, Outcome.INVALID_RESPONSE)
+    assert result.outcome in (
+        Outcome.OK,
+        Outcome.INVALID_RESPONSE,
+        Outcome.KILL_SWITCH,
+        Outcome.ACCESS_REVOKED,
+    )
     assert (result.outcome is Outcome.OK) == (not isinstance(parse_whoami(dumps(value)), str))
 
 
@@ -141,41 +152,26 @@ def test_any_json_document_is_never_ok_unless_it_is_a_whoami(value: Any) -> None
 @thorough
 def test_any_bytes_with_any_status_never_raise(body: bytes, status: int, too_large: bool) -> None:
     result = classify(Answer(status=status, body=body, too_large=too_large), NOW)
-    if status != 200:
+    if status != 200 or too_large:
         assert result.outcome is not Outcome.OK
-    elif too_large:
-        assert result.outcome is Outcome.INVALID_RESPONSE
     else:
-        assert result.outcome in (Outcome.OK, Outcome.INVALID_RESPONSE)
-
-
-@given(
-    st.dictionaries(
-        st.sampled_from(
-            ["Retry-After", "X-RateLimit-Reset", "X-RateLimit-Limit", "X-RateLimit-Remaining"]
-        ),
-        st.text(max_size=40)
-        | st.sampled_from(["1e400", "nan", "-1", "Wed, 21 Oct 2015 07:28:00 GMT", "Thu, 99"]),
-    ),
-    st.sampled_from([429, 200, 503]),
-)
-@thorough
-def test_any_rate_limit_headers_never_raise_and_never_wait_a_negative_time(
-    headers: dict[str, str], status: int
-) -> None:
-    wait = retry_wait(headers, NOW)
-    assert wait is None or (wait >= 0 and math.isfinite(wait))
-    result = classify(Answer(status=status, body=dumps(GOOD), headers=headers), NOW)
-    if status == 429:
-        assert result.outcome is Outcome.RATE_LIMITED
-        assert result.retry_after == wait
+        assert result.outcome is not Outcome.OK or not isinstance(parse_whoami(body), str)
 
 
 # The readiness fold: a malformed body never makes a not-ready verdict ready.
 
+
+def states_no_switch(body: bytes) -> bool:
+    stated = stated_switches(body)
+    return not (stated.kill_switch or stated.access_revoked)
+
+
+# Malformed and stating no switch (a stated switch wins over the malformed rest: a hard stop).
 malformed_answers = st.one_of(
-    mistyped_bodies().map(lambda case: ok_answer(dumps(case[1]))),
-    st.binary(max_size=200).filter(lambda b: isinstance(parse_whoami(b), str)).map(ok_answer),
+    mistyped_bodies().map(lambda case: dumps(case[1])).filter(states_no_switch).map(ok_answer),
+    st.binary(max_size=200)
+    .filter(lambda b: isinstance(parse_whoami(b), str) and states_no_switch(b))
+    .map(ok_answer),
     st.builds(Answer, status=st.just(200), body=st.just(dumps(GOOD)), too_large=st.just(True)),
 )
 any_answers = st.one_of(

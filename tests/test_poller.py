@@ -16,10 +16,10 @@ from structlog.testing import capture_logs
 from sidecar import emulator
 from sidecar.keys import EnvKey
 from sidecar.outcome import Outcome
-from sidecar.poller import REPEAT_LOG_EVERY, Poller, _Repeats, next_delay, redact
+from sidecar.poller import REPEAT_LOG_EVERY, Poller, _Repeats
 from sidecar.readiness import Reason
 from sidecar.settings import AuthScheme, Secret, Settings
-from tests.support import FAKE_KEY, FAKE_SECRET
+from tests.support import FAKE_KEY
 
 MakeServer = Callable[[web.Application], Awaitable[TestServer]]
 
@@ -62,33 +62,6 @@ async def poller(
         yield running
 
 
-# Scheduling: pure.
-
-
-def test_good_answers_and_hard_stops_keep_the_interval() -> None:
-    for outcome in (Outcome.OK, Outcome.KILL_SWITCH, Outcome.UNAUTHENTICATED, None):
-        assert next_delay(outcome, failures=5, interval=30, retry_after=None) == 30
-
-
-def test_transients_back_off_exponentially_with_jitter_never_past_the_interval() -> None:
-    def delays(rand: float) -> list[float]:
-        return [
-            next_delay(
-                Outcome.TIMEOUT, failures=n, interval=30, retry_after=None, rand=lambda: rand
-            )
-            for n in range(1, 9)
-        ]
-
-    assert delays(1.0) == [1, 2, 4, 8, 16, 30, 30, 30]
-    assert delays(0.0) == [0.5, 1, 2, 4, 8, 15, 15, 15]
-    assert next_delay(Outcome.SERVER_ERROR, failures=1, interval=0.2, retry_after=None) <= 0.2
-
-
-def test_a_429_waits_for_what_the_upstream_asked_even_past_the_interval() -> None:
-    assert next_delay(Outcome.RATE_LIMITED, failures=1, interval=30, retry_after=120) == 120
-    assert next_delay(Outcome.RATE_LIMITED, failures=1, interval=30, retry_after=None) == 30
-
-
 def test_repeated_failures_are_logged_at_start_then_once_a_minute() -> None:
     repeats = _Repeats()
     assert repeats.note("timeout", 0) == 1
@@ -97,13 +70,6 @@ def test_repeated_failures_are_logged_at_start_then_once_a_minute() -> None:
     assert repeats.note("server_error", 61) == 1  # a different failure starts a new run
     assert repeats.note(None, 62) is None
     assert repeats.note("server_error", 63) == 1
-
-
-def test_redact_removes_the_key_and_its_secret_part() -> None:
-    text = f"upstream said {FAKE_KEY} and {FAKE_SECRET}"
-    cleaned = redact(text, Secret(FAKE_KEY))
-    assert FAKE_SECRET not in cleaned
-    assert cleaned.count("[redacted]") == 2
 
 
 # One attempt against the emulator.

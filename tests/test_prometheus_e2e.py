@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.monitoring import SERIES_NAMES, alert_names, dashboard_queries, load_dashboard
 from tests.support import emulator, free_port, http, sidecar, wait_for
-from tests.test_alerts import alert_names, tool
-from tests.test_dashboard import SERIES_NAMES, dashboard_queries, load_dashboard
+from tests.tools import tool
 
 pytestmark = pytest.mark.e2e
 

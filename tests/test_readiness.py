@@ -8,7 +8,7 @@ import pytest
 
 from sidecar.outcome import Answer, Failure, Outcome, Result, classify
 from sidecar.readiness import Instant, Reason, State, advance, key_unavailable, verdict
-from tests.test_outcome import WHOAMI, error, ok
+from tests.support import WHOAMI, error, ok
 
 STALE_AFTER = 90.0
 
@@ -163,10 +163,24 @@ def test_switches_show_the_last_answer_that_stated_them() -> None:
     assert (state.kill_switch, state.access_revoked) == (False, False)
 
 
-def test_unknown_tiers_are_remembered_after_the_known_ones() -> None:
+def test_a_transient_failure_after_the_key_came_back_says_what_is_wrong_now() -> None:
     clock = Clock()
-    state = run(clock, ok(rateLimitTier="platinum"), ok(rateLimitTier="standard"))
-    assert state.tiers == ("standard", "pilot", "partner", "internal", "platinum")
+    state = run(clock, ok())
+    state = key_unavailable(state, "key file /k does not exist", clock.now())
+    assert verdict(state, clock.mono, stale_after=90).reason is Reason.KEY_UNAVAILABLE
+    state = run(clock, TIMEOUT, state=state)
+    now = verdict(state, clock.mono, stale_after=90)
+    assert now.reason is Reason.STALE
+    assert "last outcome timeout" in now.detail
+    state = run(clock, ok(), state=state)
+    assert verdict(state, clock.mono, stale_after=90).ready
+
+
+def test_a_transient_failure_after_the_key_came_back_before_any_answer_is_starting() -> None:
+    clock = Clock()
+    state = key_unavailable(State(), "key file /k is empty", clock.now())
+    state = run(clock, error(500), state=state)
+    assert verdict(state, clock.mono, stale_after=90).reason is Reason.STARTING
 
 
 def test_billing_exhausted_keeps_min_tier() -> None:

@@ -3,46 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from sidecar.metrics import Metrics
-from sidecar.outcome import Whoami
-from sidecar.readiness import STARTING, Reason, State, Verdict
+from sidecar.readiness import Reason, State, Verdict
 from sidecar.server import make_app, status_document
+from tests.support import WHOAMI_PARSED as WHOAMI
+from tests.support import FakeSource
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
-
-WHOAMI = Whoami(
-    organization_id="org-1",
-    workspace_id="ws-1",
-    organization_name="Acme Growth",
-    rate_limit_tier="standard",
-    kill_switch=False,
-    api_access_revoked=False,
-    api_key_id="key-1",
-    credit_balance=2540,
-)
-
-
-@dataclass
-class FakeSource:
-    state: State = field(default_factory=State)
-    current: Verdict = STARTING
-    is_alive: bool = True
-
-    def snapshot(self) -> State:
-        return self.state
-
-    def verdict(self) -> Verdict:
-        return self.current
-
-    def alive(self) -> bool:
-        return self.is_alive
 
 
 @pytest.fixture

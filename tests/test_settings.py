@@ -96,6 +96,15 @@ def test_a_key_is_required_and_an_empty_variable_counts_as_unset() -> None:
         ({"timeout": "-1"}, {}, "--timeout"),
         ({"api_url": "ftp://example"}, {}, "--api-url"),
         ({"api_url": "http://x/?q=1"}, {}, "--api-url"),
+        ({"api_url": "http://api.layers.com:99999"}, {}, "--api-url"),
+        ({"api_url": "http://api.layers.com:0"}, {}, "--api-url"),
+        ({"api_url": "http://api.layers.com:http"}, {}, "--api-url"),
+        ({"api_url": "http://exa mple.com"}, {}, "--api-url"),
+        ({"api_url": "http://a..b"}, {}, "--api-url"),
+        ({"api_url": "http://-a.example"}, {}, "--api-url"),
+        ({"api_url": "http://" + "a" * 64 + ".example"}, {}, "--api-url"),
+        ({"api_url": "http://user:pw@api.layers.com"}, {}, "--api-url"),
+        ({}, {"LAYERS_API_URL": "https://api.layers.com:65536"}, "LAYERS_API_URL"),
         ({}, {"LAYERS_AUTH_SCHEME": "basic"}, "LAYERS_AUTH_SCHEME"),
         ({"listen": "8080"}, {}, "--listen"),
         ({"listen": "0.0.0.0:99999"}, {}, "--listen"),
@@ -112,6 +121,19 @@ def test_a_bad_value_names_its_setting(
         load(flags, {**KEY, **environ})
     assert str(caught.value).startswith(f"{named}: ")
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8081",
+        "http://[::1]:1",
+        "https://api.layers.com.",
+        "http://hub_1.svc:65535",
+    ],
+)
+def test_possible_urls_are_accepted(url: str) -> None:
+    assert load({"api_url": url}, KEY).api_url == url
 
 
 def test_a_command_reads_only_its_own_settings() -> None:

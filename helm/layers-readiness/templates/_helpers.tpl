@@ -47,3 +47,30 @@ app.kubernetes.io/part-of: layers-readiness
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
+
+{{/*
+The PromQL label matchers that scope this release's alerts: the pods' namespace and, when this
+chart's PodMonitor scrapes them under its default job label, that job ("<namespace>/<name>" is
+what the Prometheus Operator gives a PodMonitor's targets). prometheusRule.scope replaces it.
+*/}}
+{{- define "layers-readiness.ruleScope" -}}
+{{- if .Values.prometheusRule.scope }}
+{{- .Values.prometheusRule.scope }}
+{{- else if and .Values.podMonitor.enabled (not .Values.podMonitor.jobLabel) }}
+{{- printf "namespace=%q, job=%q" .Release.Namespace (printf "%s/%s" (.Values.podMonitor.namespace | default .Release.Namespace) (include "layers-readiness.fullname" .)) }}
+{{- else }}
+{{- printf "namespace=%q" .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{/*
+`expr` with `scope` added to every selector of a layers_* metric and of `up`: first into the
+selectors that have matchers, then to the bare names (a name followed by `{` is left alone by
+the second pass). A placeholder stands for the scope until both passes are done, so that its
+own text (a release called "up") is never rewritten.
+*/}}
+{{- define "layers-readiness.scopedExpr" -}}
+{{- $expr := regexReplaceAll "\\b(layers_[a-z_]+|up)\\{" .expr "${1}{SCOPE_MATCHERS, " }}
+{{- $expr = regexReplaceAll "\\b(layers_[a-z_]+|up)([^a-z_{(]|$)" $expr "${1}{SCOPE_MATCHERS}${2}" }}
+{{- replace "SCOPE_MATCHERS" .scope $expr }}
+{{- end }}

@@ -39,8 +39,10 @@ Templates:
   layers-readiness.containers       mode-aware: nothing, or the classic `serve` sidecar
   layers-readiness.checkInitContainer, layers-readiness.sidecarContainer,
   layers-readiness.nativeSidecar    the single containers, whatever wiring.mode says
+  layers-readiness.jobSidecarContainer  a classic sidecar a Job's main container ends with
+                                    POST http://127.0.0.1:<port>/quitquitquit
   layers-readiness.readinessProbe   the application container's readinessProbe (its body)
-  layers-readiness.volume           the Secret volume holding the key (a list item)
+  layers-readiness.volume           the Secret volume holding the key, and extraVolumes (list items)
   layers-readiness.podLabels        the label the PodMonitor selects
 ================================================================================================
 */}}
@@ -51,11 +53,14 @@ Chart.yaml's appVersion (a test checks). */}}
 0.1.0
 {{- end }}
 
+{{/* global.imageRegistry (the convention of Bitnami's and prometheus-community's charts, shared
+with a parent chart) wins over image.registry. */}}
 {{- define "layers-readiness.image" -}}
 {{- $image := .values.image }}
+{{- $registry := (.values.global | default dict).imageRegistry | default $image.registry }}
 {{- $repository := $image.repository }}
-{{- if $image.registry }}
-{{- $repository = printf "%s/%s" $image.registry $image.repository }}
+{{- if $registry }}
+{{- $repository = printf "%s/%s" $registry $image.repository }}
 {{- end }}
 {{- if $image.digest }}
 {{- printf "%s@%s" $repository $image.digest }}
@@ -99,8 +104,22 @@ Chart.yaml's appVersion (a test checks). */}}
   value: {{ $settings.logFormat | quote }}
 - name: LAYERS_SIDECAR_LOG_LEVEL
   value: {{ $settings.logLevel | quote }}
+{{- if .quitquitquit }}
+# POST /quitquitquit ends the sidecar with exit 0: how a Job's main container ends a classic
+# sidecar once its work is done.
+- name: LAYERS_SIDECAR_QUITQUITQUIT
+  value: "true"
+{{- end }}
 {{- with .values.extraEnv }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* extraEnvFrom of a layers-readiness container: a `envFrom:` block, or nothing. */}}
+{{- define "layers-readiness.envFrom" -}}
+{{- with .values.extraEnvFrom }}
+envFrom:
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
 
@@ -109,6 +128,9 @@ Chart.yaml's appVersion (a test checks). */}}
 - name: layers-api-key
   mountPath: {{ .values.apiKey.mountPath }}
   readOnly: true
+{{- with .values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "layers-readiness.volume" -}}
@@ -119,6 +141,9 @@ Chart.yaml's appVersion (a test checks). */}}
     items:
       - key: {{ .values.apiKey.secretKey }}
         path: {{ .values.apiKey.secretKey }}
+{{- with .values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "layers-readiness.podLabels" -}}
@@ -139,8 +164,12 @@ httpGet:
   imagePullPolicy: {{ .values.image.pullPolicy }}
   args:
     - check
+    {{- with .values.extraCheckArgs }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   env:
     {{- include "layers-readiness.env" (merge (dict "command" "check") .) | nindent 4 }}
+  {{- include "layers-readiness.envFrom" . | nindent 2 }}
   volumeMounts:
     {{- include "layers-readiness.volumeMount" . | nindent 4 }}
   resources:
@@ -163,8 +192,12 @@ and a startupProbe on /readyz that gates the pod's start-up). */}}
   {{- end }}
   args:
     - serve
+    {{- with .values.extraArgs }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   env:
     {{- include "layers-readiness.env" (merge (dict "command" "serve") .) | nindent 4 }}
+  {{- include "layers-readiness.envFrom" . | nindent 2 }}
   ports:
     - name: {{ .values.portName }}
       containerPort: {{ int .values.port }}
@@ -187,6 +220,12 @@ and a startupProbe on /readyz that gates the pod's start-up). */}}
 
 {{- define "layers-readiness.sidecarContainer" -}}
 {{- include "layers-readiness.serveContainer" (merge (dict "native" false) .) }}
+{{- end }}
+
+{{/* A classic sidecar for a Job: `serve` with POST /quitquitquit enabled, so that the Job's
+main container ends it when its work is done (a native sidecar needs no such thing). */}}
+{{- define "layers-readiness.jobSidecarContainer" -}}
+{{- include "layers-readiness.serveContainer" (merge (dict "native" false "quitquitquit" true) .) }}
 {{- end }}
 
 {{- define "layers-readiness.nativeSidecar" -}}

@@ -1,0 +1,99 @@
+"""Every string that came from upstream passes through `clean` before it is kept anywhere.
+
+Order matters: the key is removed first, then control characters are escaped, and only then is
+the text cut. Cutting first would leave the part of the key that straddles the cut (a key cut in
+half is still half a key), so nothing here ever sees a cut string.
+
+A fragment of the secret is removed as soon as `MIN_FRAGMENT` characters of it appear in a row:
+an upstream that echoes `…secretFA` has leaked as much as one that echoes the whole key.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from .settings import Secret
+
+REDACTED: Final = "[redacted]"
+# The shortest run of the secret's characters that counts as a leak. Shorter runs occur in
+# ordinary text by chance; six random characters of a key's alphabet do not.
+MIN_FRAGMENT: Final = 6
+# Upstream strings longer than this are cut (after redaction), with a marker.
+DEFAULT_LIMIT: Final = 300
+CUT: Final = "…"
+# Label values: what a Prometheus label may show. Anything else becomes PLACEHOLDER.
+LABEL_LIMIT: Final = 128
+PLACEHOLDER: Final = "invalid"
+
+# C0 and C1 controls, DEL, line and paragraph separators, bidi overrides and lone surrogates:
+# none may reach a log line, a probe answer or a label unescaped (a newline forges a log line,
+# a surrogate cannot be encoded as UTF-8 and breaks every scrape).
+_UNSAFE: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
+)
+_LABEL_SAFE: Final = re.compile(r"[\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]*")
+
+
+def secret_part(key: Secret) -> str:
+    """The part of `lp_<env>_<keyId>_<secret>` that must not leak; the whole key otherwise."""
+    value = key.reveal()
+    tail = value.rsplit("_", 1)[-1]
+    return tail if len(tail) >= MIN_FRAGMENT else value
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def redact(text: str, key: Secret | None) -> str:
+    """Replaces the key and every run of `MIN_FRAGMENT`+ characters of its secret part."""
+    if key is None or not text:
+        return text
+    secret = secret_part(key)
+    if len(secret) < MIN_FRAGMENT:
+        return text.replace(secret, REDACTED) if secret else text
+    windows = {secret[i : i + MIN_FRAGMENT] for i in range(len(secret) - MIN_FRAGMENT + 1)}
+    # Marks every position covered by a window of the secret; any fragment of MIN_FRAGMENT or
+    # more characters is covered from end to end, because each of its windows is one of these.
+    covered = bytearray(len(text))
+    for start in range(len(text) - MIN_FRAGMENT + 1):
+        if text[start : start + MIN_FRAGMENT] in windows:
+            covered[start : start + MIN_FRAGMENT] = b"\x01" * MIN_FRAGMENT
+    if not any(covered):
+        return text
+    parts: list[str] = []
+    index = 0
+    while index < len(text):
+        end = index
+        while end < len(text) and covered[end] == covered[index]:
+            end += 1
+        parts.append(REDACTED if covered[index] else text[index:end])
+        index = end
+    return "".join(parts)
+
+
+def escape(text: str) -> str:
+    """Control characters, separators and lone surrogates as visible `\\xNN` / `\\uNNNN`."""
+    return _UNSAFE.sub(_escape, text)
+
+
+def clean(text: str, key: Secret | None, *, limit: int = DEFAULT_LIMIT) -> str:
+    """The one way an upstream string is kept: redacted, escaped, then cut to `limit`.
+
+    Only the first `limit + len(key)` characters are examined: a fragment of the key that
+    reaches into the kept part lies wholly inside them, and the rest is never kept.
+    """
+    reach = limit + (len(key.reveal()) if key is not None else 0) + MIN_FRAGMENT
+    text = escape(redact(text[:reach], key))
+    return text if len(text) <= limit else text[: limit - len(CUT)] + CUT
+
+
+def label(text: str | None) -> str:
+    """A Prometheus label value: `text` if it is short, printable and whole; else PLACEHOLDER."""
+    if text is None:
+        return ""
+    if len(text) > LABEL_LIMIT or REDACTED in text or not _LABEL_SAFE.fullmatch(text):
+        return PLACEHOLDER
+    return text

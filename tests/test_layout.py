@@ -1,0 +1,38 @@
+"""How the suite is laid out: every test module has a kind, builders come from support modules,
+and the benchmarks import the package, never the tests."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import KINDS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_every_test_module_has_a_kind() -> None:
+    modules = {path.stem for path in (ROOT / "tests").glob("test_*.py")}
+    assert modules - set(KINDS) == set(), "add these to KINDS in tests/conftest.py"
+
+
+def test_no_test_module_imports_another() -> None:
+    for path in (ROOT / "tests").glob("*.py"):
+        imports = {name for name in imported_modules(path) if name.startswith("tests.test_")}
+        assert not imports, f"{path.name} imports {sorted(imports)}: move the builder to support"
+
+
+def test_benchmarks_do_not_import_the_tests() -> None:
+    for path in (ROOT / "bench").glob("*.py"):
+        imports = {name for name in imported_modules(path) if name.split(".")[0] == "tests"}
+        assert not imports, f"bench/{path.name} imports {sorted(imports)}"
