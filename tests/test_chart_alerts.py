@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from tests.k8s import CHART_DIR, Obj, render_chart
-from tests.test_alerts import alert_names, tool
+from tests.monitoring import alert_names
+from tests.tools import tool
 
 MONITORED = {"prometheusRule": {"enabled": True}, "podMonitor": {"enabled": True}}
 
