@@ -346,7 +346,7 @@ async def run_hub(settings: Settings, log: Log) -> int:
     """Serves until SIGTERM/SIGINT."""
     context = tls_context(settings)
     async with Hub(settings, log=log) as hub:
-        runner = await start_site(make_app(hub), settings.listen, ssl_context=context)
+        runner = await start_site(make_app(hub), settings.listen, log, ssl_context=context)
         log.info(
             "hub listening",
             address=bound_address(runner),
