@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from . import boot, detect, economy, machine, probe, profile, report, soak
+from . import boot, detect, economy, fleet, machine, probe, profile, report, soak
 from .common import OUT_DIR, Plan
 
 SUITES: Final[dict[str, Callable[[Plan], dict[str, Any]]]] = {
@@ -23,6 +23,7 @@ SUITES: Final[dict[str, Callable[[Plan], dict[str, Any]]]] = {
     "soak": soak.run,
     "boot": boot.run,
     "economy": economy.run,
+    "fleet": fleet.run,
     "profile": profile.run,
 }
 
