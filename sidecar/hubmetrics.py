@@ -19,6 +19,7 @@ from . import __version__
 from .cache import KeyFacts
 from .metrics import DURATION_BUCKETS
 from .outcome import Outcome
+from .redact import label
 
 RESULTS = ("hit", "miss", "coalesced", "rejected")
 
@@ -57,7 +58,7 @@ class KeysCollector(Collector):
         seen: set[tuple[str, str]] = set()
         for facts in self._source.key_facts():
             # Two tags with the same public labels would be two series with one name: keep one.
-            names = (facts.api_key_id, facts.organization_id)
+            names = (label(facts.api_key_id), label(facts.organization_id))
             if names in seen:
                 continue
             seen.add(names)

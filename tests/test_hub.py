@@ -35,6 +35,7 @@ from tests.support import (
     start,
     wait_for,
 )
+from tests.tools import tool
 
 pytestmark = pytest.mark.e2e
 
@@ -347,6 +348,15 @@ def test_per_key_gauges_one_series_per_key(upstream: Emulator, tmp_path: Path) -
             line for line in metrics.splitlines() if line.startswith("layers_hub_kill_switch")
         ]
         assert len(series) == 2
+        checked = subprocess.run(
+            [tool("promtool"), "check", "metrics"],
+            input=metrics,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert checked.stdout == "", checked.stdout  # no lint findings either
         upstream.set(killSwitch=True)
 
         def switched() -> bool:
