@@ -21,6 +21,7 @@ KINDS: Final = {
     "test_cache": "inprocess",
     "test_check": "inprocess",
     "test_emulator": "inprocess",
+    "test_hub_parts": "inprocess",
     "test_journal": "inprocess",
     "test_keys": "inprocess",
     "test_layout": "inprocess",
