@@ -19,6 +19,7 @@ mid-run and restarted on the same port.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -39,18 +40,24 @@ from sidecar.poller import Poller
 from sidecar.settings import Secret, Settings
 from sidecar.testing import Process, clean_env, emulator, free_port, hub, start, wait_for
 
-from .common import Plan, cpu_seconds, percentile, rss_mib
+from .common import ROOT, Plan, cpu_seconds, percentile, rss_mib
 
 SCALE: Final = 2.5  # production seconds per benchmark second
 MINUTE: Final = 60 / SCALE  # one production minute, in benchmark seconds
 DIRECT_INTERVAL: Final = 30 / SCALE
 HUB_INTERVAL: Final = 5 / SCALE
 HUB_TTL: Final = 5 / SCALE
-TIMEOUT: Final = 2.0
+# The production default: a limit, not a schedule, so it is not scaled. A thousand pollers in
+# one process lag behind on a shared two-core machine; a short limit would count that lag as
+# failed polls.
+TIMEOUT: Final = 10.0
 SIZES: Final = (10, 100, 1000)
 KEY: Final = "lp_bench_fleet_FAKEsecretFAKE"
 # How long a fleet may take to come up, beyond its interval, before the run is given up.
 STARTUP_LIMIT: Final = 30.0
+# The latency probe beside the fleet: this many requests a second, over this many keys at most.
+PROBE_RATE: Final = 20.0
+PROBE_KEYS: Final = 100
 
 
 def fleet_key(i: int) -> str:
@@ -156,16 +163,38 @@ def _settings(api_url: str, interval: float, **changes: Any) -> Settings:
 
 
 async def _window(
-    fleet: Fleet, upstream: Upstream, hub_process: Process | None, seconds: float
+    fleet: Fleet,
+    upstream: Upstream,
+    hub_process: Process | None,
+    seconds: float,
+    keys: list[str],
 ) -> dict[str, Any]:
-    """Upstream calls, sidecar-side latency and hub CPU over one window of steady polling."""
+    """Upstream calls, latency and hub CPU over one window of steady polling."""
     for sidecar in fleet.sidecars:
         sidecar.latencies.clear()
     calls = await upstream.calls()
     cpu = cpu_seconds(hub_process.proc.pid) if hub_process else 0.0
     started = time.monotonic()
+    probe = None
+    if hub_process is not None:
+        # The hub's latency from a process that is not busy with a thousand pollers.
+        probe = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.hubprobe",
+            hub_process.url,
+            f"{PROBE_RATE:g}",
+            f"{seconds - 1:g}",
+            *sorted(set(keys))[:PROBE_KEYS],
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
     await asyncio.sleep(seconds)
     elapsed = time.monotonic() - started
+    probed: dict[str, Any] | None = None
+    if probe is not None:
+        out, _ = await probe.communicate()
+        probed = json.loads(out)
     calls = await upstream.calls() - calls
     latencies = [x for s in fleet.sidecars for x in s.latencies]
     result: dict[str, Any] = {
@@ -179,6 +208,16 @@ async def _window(
         "ready_at_end": fleet.ready(),
         "failed_polls": fleet.failed(),
     }
+    if probed is not None:
+        probe_latencies = probed["latencies"]
+        result["probe"] = {
+            "rate": PROBE_RATE,
+            "requests": len(probe_latencies),
+            "statuses": probed["statuses"],
+            "p50_ms": percentile(probe_latencies, 50) * 1000,
+            "p99_ms": percentile(probe_latencies, 99) * 1000,
+            "max_ms": max(probe_latencies) * 1000,
+        }
     if hub_process is not None:
         hub_cpu = cpu_seconds(hub_process.proc.pid) - cpu
         result["hub_cpu_share"] = hub_cpu / elapsed
@@ -226,7 +265,7 @@ async def _run_fleet(
                 interval + STARTUP_LIMIT,
                 "first polls",
             )
-            result = await _window(fleet, upstream, hub_process, window)
+            result = await _window(fleet, upstream, hub_process, window, keys)
             if flip:
                 result.update(await _flip(fleet, upstream, 4 * (interval + HUB_TTL) + TIMEOUT))
             return result
@@ -333,6 +372,7 @@ async def _failover(plan: Plan, upstream_url: str, n: int, phase: float) -> dict
                                 "calls": await upstream.calls(),
                                 "ready": fleet.ready(),
                                 "failed": fleet.failed(),
+                                "polls": fleet.polls(),
                             }
                         )
                         await asyncio.sleep(0.25)
@@ -350,9 +390,9 @@ async def _failover(plan: Plan, upstream_url: str, n: int, phase: float) -> dict
         if second is not None:
             second.stop(signal.SIGKILL)
 
-    def rate(start: float, end: float) -> float:
+    def rate(start: float, end: float, what: str = "calls") -> float:
         inside = [s for s in samples if start <= s["t"] <= end]
-        return (inside[-1]["calls"] - inside[0]["calls"]) / (inside[-1]["t"] - inside[0]["t"])
+        return (inside[-1][what] - inside[0][what]) / (inside[-1]["t"] - inside[0]["t"])
 
     # Each phase's rate leaves out its first interval, while the fleet moves over.
     killed, listening = marks["killed"], marks["listening"]
@@ -361,9 +401,15 @@ async def _failover(plan: Plan, upstream_url: str, n: int, phase: float) -> dict
         "hub_dead": rate(killed + HUB_INTERVAL, marks["restarted"]),
         "hub_back": rate(listening + HUB_INTERVAL, samples[-1]["t"]),
     }
+    polls = {
+        "through_hub": rate(0, killed, "polls"),
+        "hub_dead": rate(killed + HUB_INTERVAL, marks["restarted"], "polls"),
+        "hub_back": rate(listening + HUB_INTERVAL, samples[-1]["t"], "polls"),
+    }
     return {
         "n": n,
         "phase_s": phase,
+        "polls_per_minute": {k: v * MINUTE for k, v in polls.items()},
         "marks_s": marks,
         "upstream_calls_per_minute": {k: v * MINUTE for k, v in rates.items()},
         "direct_rate_per_minute": n * MINUTE / HUB_INTERVAL,
@@ -379,7 +425,7 @@ def _brief(result: dict[str, Any]) -> str:
         f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
         for k, v in result.items()
         if k in ("upstream_calls_per_minute", "detect_max_s", "latency_p99_ms", "hub_rss_mib")
-    )
+    ) + (f", probe p99 {result['probe']['p99_ms']:.3g} ms" if "probe" in result else "")
 
 
 def run(plan: Plan) -> dict[str, Any]:

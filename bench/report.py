@@ -358,13 +358,15 @@ def _fleet(fleet: dict[str, Any]) -> list[str]:
         f"{fleet['hub_interval_s']:g} s (5 s), the hub's `--ttl` is {fleet['hub_ttl_s']:g} s "
         f"(5 s), and each window lasts {fleet['minute_s']:g} s, so its call count is the calls "
         "one production minute sees. Times below are benchmark seconds; multiply by "
-        f"{scale:g} for production. Latency is whoami as the sidecars saw it (their own "
-        "process is busy with N pollers, so it is an upper bound for the hub).",
+        f"{scale:g} for production. Latency is whoami as the sidecars saw it, which includes "
+        "their own process's lag with N pollers in it, and as a separate probe process saw it "
+        f"({fleet['runs'][1].get('probe', {}).get('rate', 20):g} requests a second over one "
+        "connection beside the fleet): the hub's own latency.",
         "",
-        "| mode | N | upstream calls/min | polls in the window | kill switch → not ready, "
-        "p50 / max | back to ready, all | whoami p50 / p99 | hub CPU | hub CPU per request "
-        "| hub RSS |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| mode | N | upstream calls/min | polls in the window (failed) | kill switch → not "
+        "ready, p50 / max | back to ready, all | whoami p50 / p99, as the sidecars saw it | "
+        "hub p50 / p99, from a probe | hub CPU | hub CPU per request | hub RSS |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in [*fleet["runs"], fleet["many_keys"]]:
         hub = "hub_rss_mib" in r
@@ -374,8 +376,13 @@ def _fleet(fleet: dict[str, Any]) -> list[str]:
         back = f"{r['recover_all_s']:.2f} s" if "recover_all_s" in r else "—"
         lines.append(
             f"| {r['mode']} | {r['n']:,} | {r['upstream_calls_per_minute']:,.1f} | "
-            f"{r['polls']:,} | {flip} | {back} | "
+            f"{r['polls']:,} ({r['failed_polls']:,}) | {flip} | {back} | "
             f"{r['latency_p50_ms']:.1f} / {r['latency_p99_ms']:.1f} ms | "
+            + (
+                f"{r['probe']['p50_ms']:.1f} / {r['probe']['p99_ms']:.1f} ms | "
+                if "probe" in r
+                else "— | "
+            )
             + (
                 f"{r['hub_cpu_share']:.1%} of a core | {r['hub_cpu_ms_per_request']:.2f} ms | "
                 f"{r['hub_rss_mib']:.1f} MiB |"
@@ -385,6 +392,7 @@ def _fleet(fleet: dict[str, Any]) -> list[str]:
         )
     failover = fleet["failover"]
     rates = failover["upstream_calls_per_minute"]
+    polled = failover["polls_per_minute"]
     lines += [
         "",
         f"Through the hub the upstream sees the same calls a minute at every N (spread "
@@ -398,12 +406,15 @@ def _fleet(fleet: dict[str, Any]) -> list[str]:
         f"at {failover['marks_s']['killed']:.1f} s, a new hub listening on the same port at "
         f"{failover['marks_s']['listening']:.1f} s.",
         "",
-        "| phase | upstream calls/min |",
-        "| --- | --- |",
-        f"| through the hub | {rates['through_hub']:,.1f} |",
-        f"| hub dead (every poll through the fallback) | {rates['hub_dead']:,.1f} "
-        f"(N polls an interval would be {failover['direct_rate_per_minute']:,.0f}) |",
-        f"| hub back | {rates['hub_back']:,.1f} |",
+        "| phase | upstream calls/min | sidecar polls/min |",
+        "| --- | --- | --- |",
+        f"| through the hub | {rates['through_hub']:,.1f} | {polled['through_hub']:,.0f} |",
+        f"| hub dead (every poll through the fallback) | {rates['hub_dead']:,.1f} | "
+        f"{polled['hub_dead']:,.0f} |",
+        f"| hub back | {rates['hub_back']:,.1f} | {polled['hub_back']:,.0f} |",
+        "",
+        f"N polls an interval would be {failover['direct_rate_per_minute']:,.0f} a minute; the "
+        "sidecar polls column is what the one fleet process managed.",
         "",
         f"Fewest sidecars ready at any sample: {failover['min_ready']:,} of {failover['n']:,}; "
         f"failed polls: {failover['failed_polls']} (target: none not ready): "
