@@ -6,7 +6,6 @@ figure lives in bench/analysis.md, written from the profiles, and is copied in a
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -107,23 +106,28 @@ def plot_fleet(fleet: dict[str, Any], path: Path) -> None:
 
     failover = fleet["failover"]
     samples = failover["samples"]
-    times = [s["t"] for s in samples]
-    rates = [0.0] + [
-        (b["calls"] - a["calls"]) / (b["t"] - a["t"]) * fleet["minute_s"]
-        for a, b in itertools.pairwise(samples)
-    ]
-    right.plot(times, rates, label="upstream calls a minute (scaled)")
+    # Rates over about a second (4 samples), so that the fleet process's own lag between two
+    # samples does not show as spikes.
+    pairs = list(zip(samples, samples[4:], strict=False))
+    times = [b["t"] for _, b in pairs]
+    rates = [(b["calls"] - a["calls"]) / (b["t"] - a["t"]) * fleet["minute_s"] for a, b in pairs]
+    (calls,) = right.plot(times, rates, label="upstream calls a minute (scaled)")
     right.set_xlabel("seconds into the run (benchmark time)")
     right.set_ylabel("upstream calls a minute")
     ready = right.twinx()
-    ready.plot(times, [s["ready"] for s in samples], color="green", label="sidecars ready")
+    (alive,) = ready.plot(
+        [s["t"] for s in samples],
+        [s["ready"] for s in samples],
+        color="green",
+        label="sidecars ready",
+    )
     ready.set_ylim(0, failover["n"] * 1.1)
     ready.set_ylabel("sidecars ready")
     marks = failover["marks_s"]
-    right.axvline(marks["killed"], color="red", linestyle="--", label="hub killed")
-    right.axvline(marks["listening"], color="grey", linestyle=":", label="hub back")
+    killed = right.axvline(marks["killed"], color="red", linestyle="--", label="hub killed")
+    back = right.axvline(marks["listening"], color="grey", linestyle=":", label="hub back")
+    right.legend(handles=[calls, alive, killed, back], loc="center left")
     right.set_title(f"Failover, {failover['n']:,} sidecars, --stale-after 0")
-    right.legend(loc="upper left")
     right.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
