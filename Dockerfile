@@ -44,7 +44,14 @@ COPY sidecar/ sidecar/
 # Build our own wheel first, then install it with binary-only dependencies: a dependency
 # without a wheel for this platform fails the build instead of needing a compiler.
 # The venv's pip and setuptools are removed afterwards: the runtime image needs neither.
-RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \
+#
+# Behind a proxy that intercepts TLS, pip needs that proxy's CA. It comes in as an optional
+# build secret (`--secret id=ca,src=/path/to/bundle.pem`, Docker BuildKit, Podman and Buildah
+# alike): mounted for this one step at /run/secrets/ca and never stored in a layer. The file
+# replaces pip's own CA list, so give it a whole bundle (your system's, which trusts the proxy).
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \
     && /opt/venv/bin/pip install --only-binary=:all: /tmp/wheels/*.whl \
     && /opt/venv/bin/pip uninstall --yes pip setuptools \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib \
@@ -53,7 +60,16 @@ RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \
 
 FROM ${RUNTIME_IMAGE} AS runtime
 
-LABEL org.opencontainers.image.title="layers-readiness" \
+# Where the image came from, set by whoever builds it (CI passes the tag and the commit):
+#   --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD)
+ARG SOURCE=https://github.com/OWNER/layers-readiness
+ARG VERSION=0.0.0-dev
+ARG REVISION=0000000000000000000000000000000000000000
+
+LABEL org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.title="layers-readiness" \
       org.opencontainers.image.description="Readiness gate, boot check and Prometheus exporter for a Layers Partner API key" \
       org.opencontainers.image.licenses="Apache-2.0"
 

@@ -1,25 +1,30 @@
 """`check`: one boot check for an init container or CI, ending in an exit code.
 
 Retries transient failures with the same back-off as `serve`, within --deadline; a hard stop
-ends it at once.
+ends it at once. Never runs past --deadline: each attempt's timeout is cut to what is left, and
+when the next try would come after the deadline (a back-off step, or a Retry-After the upstream
+asked for), it ends now with code 1 and says so rather than sleeping into a sure failure.
+
+It logs one line per retry and one last line that names what happened, the URL it called and
+who the key is. Time comes from the injected Clock, so tests run the retry loop instantly.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Final
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-from .keys import KeySource
-from .poller import Poller
+from .journal import describe, identity
+from .keys import KeySource, key_source
+from .outcome import Outcome
+from .poller import REAL_CLOCK, Clock, Poller
 from .readiness import Reason
-from .settings import Settings
+from .settings import EXIT_CONFIG, Settings
 
 EXIT_READY: Final = 0
 EXIT_DEADLINE: Final = 1
-EXIT_CONFIG: Final = 2
 EXIT_UNAUTHENTICATED: Final = 3
 EXIT_BILLING: Final = 4
 EXIT_STOPPED: Final = 5
@@ -38,43 +43,86 @@ EXIT_CODES: Final = {
 }
 
 
+def shown_url(url: str) -> str:
+    """The URL for a log line, without any user:password@ part."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 async def run_check(
-    settings: Settings, keys: KeySource, log: structlog.typing.FilteringBoundLogger
+    settings: Settings,
+    log: structlog.typing.FilteringBoundLogger,
+    *,
+    keys: KeySource | None = None,
+    clock: Clock = REAL_CLOCK,
 ) -> int:
-    deadline = time.monotonic() + settings.deadline
-    async with Poller(settings, keys, log=log) as poller:
+    url = shown_url(settings.whoami_url)
+    started = clock.mono()
+    deadline = started + settings.deadline
+    attempts = 0
+    gave_up = ""
+    async with Poller(settings, keys or key_source(settings), log=log, clock=clock) as poller:
         while True:
-            # The last attempts are cut short rather than run past the deadline (one attempt
-            # with its full --timeout when --deadline is 0).
-            left = deadline - time.monotonic()
-            timeout = settings.timeout if left <= 0 else min(settings.timeout, left)
+            # --deadline 0 is one attempt with its full --timeout; otherwise the attempt ends
+            # by the deadline.
+            left = deadline - clock.mono()
+            timeout = settings.timeout if settings.deadline == 0 else min(settings.timeout, left)
             result = await poller.poll_once(timeout=timeout)
-            verdict = poller.verdict()
-            code = EXIT_CODES.get(verdict.reason)
+            attempts += 1
+            code = EXIT_CODES.get(poller.verdict().reason)
             if code is not None:
                 break
             assert result is not None  # only a missing key gives no result, and that has a code
-            left = deadline - time.monotonic()
-            if left <= 0:
+            delay = poller.delay_after(result)
+            left = deadline - clock.mono()
+            if delay >= left:
                 code = EXIT_DEADLINE
+                if result.outcome is Outcome.RATE_LIMITED and left > 0:
+                    gave_up = (
+                        f"the upstream asked to wait {delay:g}s before another call, more than "
+                        f"the {left:.1f}s left of --deadline {settings.deadline:g}s"
+                    )
+                else:
+                    gave_up = (
+                        f"no good answer within --deadline {settings.deadline:g}s "
+                        f"({attempts} attempt{'s' if attempts > 1 else ''})"
+                    )
                 break
-            delay = min(poller.delay_after(result), left)
-            log.info("check retrying", outcome=result.outcome.value, inSeconds=round(delay, 2))
-            await asyncio.sleep(delay)
+            log.info(
+                "check retrying",
+                url=url,
+                attempt=attempts,
+                inSeconds=round(delay, 2),
+                **describe(result),
+                **identity(poller.snapshot(), result.request_id),
+            )
+            await clock.sleep(delay)
 
-    state = poller.snapshot()
-    whoami = state.whoami
-    context = {
+    state, verdict = poller.snapshot(), poller.verdict()
+    context: dict[str, object] = {
         "exitCode": code,
-        "reason": verdict.reason.value,
-        "detail": verdict.detail,
-        "lastOutcome": state.last_outcome,
-        "apiKeyId": whoami.api_key_id if whoami else None,
-        "organizationId": whoami.organization_id if whoami else None,
-        "requestId": state.last_request_id,
+        "url": url,
+        "attempts": attempts,
+        "elapsedSeconds": round(clock.mono() - started, 2),
     }
+    if code == EXIT_DEADLINE:
+        # The verdict is still "starting" (or a stale "ok"); what matters is what the upstream
+        # said last and why check stopped asking.
+        context["reason"] = state.last_outcome
+        context["detail"] = f"{gave_up}; last answer: {state.last_detail or state.last_outcome}"
+    else:
+        context["reason"] = verdict.reason.value
+        if verdict.detail:
+            context["detail"] = verdict.detail
+    context.update(identity(state, state.last_request_id))
     if code == EXIT_READY:
         log.info("check passed", **context)
     else:
-        log.error("check failed", deadline=settings.deadline, **context)
+        log.error("check failed", **context)
     return code

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from .settings import Secret
+from .settings import Secret, Settings
 
 # Printable ASCII without spaces: anything else cannot travel in an HTTP header unchanged.
 _ALLOWED = frozenset(chr(c) for c in range(0x21, 0x7F))
@@ -116,3 +116,11 @@ def _kind(mode: int) -> str:
 
 
 KeySource = EnvKey | FileKey
+
+
+def key_source(settings: Settings) -> KeySource:
+    """Where this configuration's key comes from (settings made sure there is exactly one)."""
+    if settings.api_key_file is not None:
+        return FileKey(settings.api_key_file)
+    assert settings.api_key is not None
+    return EnvKey(settings.api_key)

@@ -1,7 +1,9 @@
 """Prometheus metrics: a collector that reads the poller's state at scrape time.
 
 Gauges are derived from the State when scraped, so "no sample before the first answer" needs no
-bookkeeping; only the request counter and the latency histogram are updated as polls happen.
+bookkeeping; only the request counter and the latency histogram are updated as polls happen,
+from the poll loop's events. The sidecar's own process (memory, CPU, open files, start time)
+is on the same registry as the standard `process_*` metrics.
 """
 
 from __future__ import annotations
@@ -9,13 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import __version__
 from .outcome import KNOWN_TIERS, Outcome
-from .readiness import State, Verdict
+from .readiness import Event, Reason, State, Verdict
 from .redact import label
 
 # Whoami is one small JSON answer: most calls take tens of milliseconds; the top buckets catch a
@@ -41,6 +49,21 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         state, verdict = self._source.snapshot(), self._source.verdict()
         yield _gauge("layers_ready", "1 when /readyz would answer 200.", int(verdict.ready))
+        reason = GaugeMetricFamily(
+            "layers_readiness_reason",
+            "1 for the reason /readyz gives now (ok when ready), 0 for every other reason.",
+            labels=["reason"],
+        )
+        for each in Reason:
+            reason.add_metric([each.value], int(each is verdict.reason))
+        yield reason
+        if state.last_outcome is not None:
+            # Known from the first attempt on: whether that attempt could read the key.
+            yield _gauge(
+                "layers_api_key_available",
+                "0 while the key file is missing, empty or unreadable; 1 when the key was read.",
+                int(state.last_outcome != Reason.KEY_UNAVAILABLE.value),
+            )
 
         whoami = state.whoami
         if whoami is not None:
@@ -94,10 +117,11 @@ class StateCollector(Collector):
                 int(state.access_revoked),
             )
         if state.last_success_at is not None:
-            yield _gauge(
+            yield GaugeMetricFamily(
                 "layers_whoami_last_success_timestamp_seconds",
                 "Unix time of the last ok whoami answer.",
-                state.last_success_at,
+                value=state.last_success_at,
+                unit="seconds",
             )
         yield _gauge(
             "layers_whoami_consecutive_failures",
@@ -132,6 +156,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
         self._requests = Counter(
             "layers_whoami_requests",
             "whoami polls by outcome.",
@@ -141,6 +166,7 @@ class Metrics:
         self._duration = Histogram(
             "layers_whoami_request_duration_seconds",
             "Time of each whoami call.",
+            unit="seconds",
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
@@ -152,6 +178,9 @@ class Metrics:
         """Derives the gauges from `source` at every scrape."""
         self.registry.register(StateCollector(source))
 
-    def observe(self, outcome: Outcome, seconds: float) -> None:
-        self._requests.labels(outcome=outcome.value).inc()
-        self._duration.observe(seconds)
+    def observe(self, event: Event) -> None:
+        """Counts the whoami call an event carries (an attempt without a key made none)."""
+        if event.result is None:
+            return
+        self._requests.labels(outcome=event.result.outcome.value).inc()
+        self._duration.observe(event.elapsed)

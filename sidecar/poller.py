@@ -1,7 +1,9 @@
-"""The poll loop: when to call whoami, and what to remember and log about each answer.
+"""The poll loop: when to call whoami, and what the State becomes after each answer.
 
 One attempt at a time. Probes and scrapes read `snapshot()`/`verdict()` from memory; they never
-reach the upstream. The poller owns its client session and is the only writer of the State.
+reach the upstream. The poller owns its client session and is the only writer of the State. It
+schedules and fetches, nothing more: after each step it hands an `Event` (result, state, verdict)
+to its observers, which own the rest: the journal (logs), the metrics, the ready-file.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final
@@ -19,36 +21,30 @@ import structlog
 
 from . import readiness, schedule
 from .keys import KeySource, KeyUnavailable, fingerprint
-from .outcome import Outcome, Result, classify
-from .readiness import Instant, Reason, State, Verdict
+from .outcome import Result, classify
+from .readiness import Event, Instant, Reason, State, Verdict
 from .redact import clean
-from .settings import Secret, Settings
+from .settings import Settings
 from .whoami import client_session, fetch
 
-# A failure that repeats poll after poll is logged when it starts, then at most this often.
-REPEAT_LOG_EVERY: Final = 60.0
 # How late the loop may be, beyond its own schedule and request timeout, before /livez fails.
 LIVENESS_GRACE: Final = 10.0
+# Woken this much after the moment the verdict turns stale, so that it has.
+_STALE_MARGIN: Final = 0.01
+
+Observer = Callable[[Event], None]
 
 
-@dataclass
-class _Repeats:
-    """Tracks a run of one failure, so that it is logged at its start and then once a minute."""
+@dataclass(frozen=True)
+class Clock:
+    """Time as the poller and `check` see it; tests pass a fake one to run schedules instantly."""
 
-    kind: str | None = None
-    count: int = 0
-    logged_at: float = -math.inf
+    wall: Callable[[], float] = time.time
+    mono: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
-    def note(self, kind: str | None, mono: float) -> int | None:
-        """Counts one poll; returns the run's length when this poll should be logged."""
-        if kind != self.kind:
-            self.kind, self.count = kind, 0
-            self.logged_at = -math.inf
-        self.count += 1
-        if kind is None or mono - self.logged_at < REPEAT_LOG_EVERY:
-            return None
-        self.logged_at = mono
-        return self.count
+
+REAL_CLOCK: Final = Clock()
 
 
 class Poller:
@@ -58,23 +54,18 @@ class Poller:
         keys: KeySource,
         *,
         log: structlog.typing.FilteringBoundLogger,
-        on_result: Callable[[Outcome, float], None] | None = None,
-        wall: Callable[[], float] = time.time,
-        mono: Callable[[], float] = time.monotonic,
+        observers: Sequence[Observer] = (),
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         self.settings = settings
         self._keys = keys
         self._log = log
-        self._on_result = on_result
-        self._wall = wall
-        self._mono = mono
+        self._observers = tuple(observers)
+        self._clock = clock
         self._state = State()
         self._session: aiohttp.ClientSession | None = None
-        self._repeats = _Repeats()
-        self._fallbacks = _Repeats()
-        self._key_fingerprint: str | None = None
-        self._last_verdict = readiness.STARTING
         self._task: asyncio.Task[None] | None = None
+        self._crashed = False
         self._progress_deadline = math.inf
 
     async def __aenter__(self) -> Poller:
@@ -97,16 +88,18 @@ class Poller:
         return self._state
 
     def verdict(self) -> Verdict:
-        if self._task is not None and self._task.done():
+        if self._crashed or (self._task is not None and self._task.done()):
             # A dead loop must not leave a pod ready on its last answer; /livez fails too.
             return Verdict(False, Reason.STALE, "the poll loop has stopped")
-        return readiness.verdict(self._state, self._mono(), stale_after=self.settings.stale_after)
+        return readiness.verdict(
+            self._state, self._clock.mono(), stale_after=self.settings.stale_after
+        )
 
     def alive(self) -> bool:
         """The loop runs and keeps to its schedule (it is not dead or stuck)."""
         if self._task is None or self._task.done():
             return False
-        return self._mono() <= self._progress_deadline
+        return self._clock.mono() <= self._progress_deadline
 
     # The loop.
 
@@ -124,13 +117,28 @@ class Poller:
             await self._loop()
         except Exception:
             self._log.exception("poll loop crashed")
+            self._crashed = True
+            self._publish(Event(self._state, self.verdict()))
             raise
 
     async def _loop(self) -> None:
         while True:
             delay = self.delay_after(await self.poll_once())
-            self._progress_deadline = self._mono() + delay + self.settings.timeout + LIVENESS_GRACE
-            await asyncio.sleep(delay)
+            self._progress_deadline = (
+                self._clock.mono() + delay + self.settings.timeout + LIVENESS_GRACE
+            )
+            await self._wait(delay)
+
+    async def _wait(self, delay: float) -> None:
+        """Sleeps until the next attempt. When the verdict turns stale on the way, wakes at that
+        moment to tell the observers, so the ready-file goes when readiness does, not at the
+        next poll (which a long Retry-After can put minutes away)."""
+        until = self._clock.mono() + delay
+        stale = readiness.stale_at(self._state, stale_after=self.settings.stale_after)
+        if stale is not None and self._clock.mono() < stale < until:
+            await self._clock.sleep(stale + _STALE_MARGIN - self._clock.mono())
+            self._publish(Event(self._state, self.verdict()))
+        await self._clock.sleep(max(0.0, until - self._clock.mono()))
 
     def delay_after(self, result: Result | None) -> float:
         """When the next attempt is due after `result`; `serve` and `check` share it."""
@@ -142,13 +150,14 @@ class Poller:
         """One attempt: read the key, call whoami, fold the answer in. None when keyless."""
         assert self._session is not None, "use the poller as an async context manager"
         timeout = self.settings.timeout if timeout is None else timeout
-        self._progress_deadline = self._mono() + timeout + LIVENESS_GRACE
+        self._progress_deadline = self._clock.mono() + timeout + LIVENESS_GRACE
         try:
             key = self._keys.read()
         except KeyUnavailable as error:
-            self._record_key_unavailable(str(error))
+            self._state = readiness.key_unavailable(self._state, str(error), self._now())
+            self._publish(Event(self._state, self.verdict(), key_error=str(error)))
             return None
-        self._note_key(key)
+        self._state = readiness.key_read(self._state, fingerprint(key))
         answer = await fetch(
             self._session,
             self.settings.whoami_url,
@@ -156,101 +165,39 @@ class Poller:
             scheme=self.settings.auth_scheme,
             timeout=timeout,
         )
-        fallback = self.settings.fallback_whoami_url
-        if answer.failure is not None and fallback is not None:
+        fallback: str | None = None
+        if answer.failure is not None and self.settings.fallback_whoami_url is not None:
             # No HTTP answer at all (the hub is down or unreachable): ask the real API in this
             # same poll. Any HTTP answer, a 5xx included, stands: during an upstream outage the
             # fleet must not double its traffic.
-            self._progress_deadline = self._mono() + timeout + LIVENESS_GRACE
-            self._note_fallback(answer.detail, key)
+            fallback = clean(answer.detail, key)
+            self._progress_deadline = self._clock.mono() + timeout + LIVENESS_GRACE
             answer = await fetch(
-                self._session, fallback, key, scheme=self.settings.auth_scheme, timeout=timeout
+                self._session,
+                self.settings.fallback_whoami_url,
+                key,
+                scheme=self.settings.auth_scheme,
+                timeout=timeout,
             )
-        else:
-            self._note_fallback(None, key)
         # Every string in the result has been redacted against this key and escaped.
-        result = classify(answer, self._wall(), key)
+        result = classify(answer, self._clock.wall(), key)
         self._state = readiness.advance(
             self._state, result, self._now(), min_credits=self.settings.min_credits
         )
-        if self._on_result is not None:
-            self._on_result(result.outcome, answer.elapsed)
-        self._log_result(result, answer.elapsed)
-        self._log_verdict()
+        self._publish(
+            Event(
+                self._state,
+                self.verdict(),
+                result=result,
+                elapsed=answer.elapsed,
+                fallback=fallback,
+            )
+        )
         return result
 
-    # Bookkeeping and logs.
-
     def _now(self) -> Instant:
-        return Instant(self._wall(), self._mono())
+        return Instant(self._clock.wall(), self._clock.mono())
 
-    def _note_key(self, key: Secret) -> None:
-        tag = fingerprint(key)
-        if self._key_fingerprint is not None and tag != self._key_fingerprint:
-            self._log.info("api key changed", keyFingerprint=tag)
-        self._key_fingerprint = tag
-
-    def _note_fallback(self, detail: str | None, key: Secret) -> None:
-        """Logs a run of polls that needed the fallback when it starts, then once a minute."""
-        count = self._fallbacks.note(None if detail is None else "fallback", self._mono())
-        if count is not None and detail is not None:
-            self._log.warning(
-                "api url unreachable, used the fallback", detail=clean(detail, key), repeated=count
-            )
-
-    def _record_key_unavailable(self, detail: str) -> None:
-        self._state = readiness.key_unavailable(self._state, detail, self._now())
-        count = self._repeats.note("key_unavailable", self._mono())
-        if count is not None:
-            self._log.error("api key unavailable", detail=detail, repeated=count)
-        self._log_verdict()
-
-    def _context(self, result: Result) -> dict[str, object]:
-        whoami = self._state.whoami
-        context: dict[str, object] = {
-            "outcome": result.outcome.value,
-            "apiKeyId": whoami.api_key_id if whoami else None,
-            "organizationId": whoami.organization_id if whoami else None,
-            "requestId": result.request_id,
-        }
-        if result.status is not None:
-            context["status"] = result.status
-        if result.detail:
-            context["detail"] = result.detail
-        return context
-
-    def _log_result(self, result: Result, elapsed: float) -> None:
-        context = self._context(result)
-        context["elapsedMs"] = round(elapsed * 1000, 1)
-        if result.outcome is Outcome.OK:
-            self._repeats.note(None, self._mono())
-            self._log.debug("whoami", **context)
-            return
-        if result.retry_after is not None:
-            context["retryAfter"] = result.retry_after
-        if result.min_tier is not None:
-            context["minTier"] = result.min_tier
-        count = self._repeats.note(result.outcome.value, self._mono())
-        if count is not None:
-            self._log.warning("whoami failed", repeated=count, **context)
-        else:
-            self._log.debug("whoami failed", **context)
-
-    def _log_verdict(self) -> None:
-        current = self.verdict()
-        previous, self._last_verdict = self._last_verdict, current
-        if (current.ready, current.reason) == (previous.ready, previous.reason):
-            return
-        whoami = self._state.whoami
-        context = {
-            "ready": current.ready,
-            "reason": current.reason.value,
-            "previousReason": previous.reason.value,
-            "apiKeyId": whoami.api_key_id if whoami else None,
-            "organizationId": whoami.organization_id if whoami else None,
-            "requestId": self._state.last_request_id,
-        }
-        if current.ready:
-            self._log.info("ready", **context)
-        else:
-            self._log.error("not ready", detail=current.detail, **context)
+    def _publish(self, event: Event) -> None:
+        for observer in self._observers:
+            observer(event)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Final
 
 from .outcome import Outcome, Result, Whoami
 
@@ -29,6 +30,16 @@ class Reason(StrEnum):
 
 # Verdicts that a transient failure may carry on (while fresh): they came from a good answer.
 _FROM_GOOD_ANSWER = frozenset({Reason.OK, Reason.CREDITS_LOW})
+
+# The reason each hard-stop outcome gives. Written out rather than derived from the names, so
+# that renaming either side is a visible change (tests check that every hard stop is here).
+HARD_STOP_REASONS: Final = {
+    Outcome.KILL_SWITCH: Reason.KILL_SWITCH,
+    Outcome.ACCESS_REVOKED: Reason.ACCESS_REVOKED,
+    Outcome.UNAUTHENTICATED: Reason.UNAUTHENTICATED,
+    Outcome.BILLING_EXHAUSTED: Reason.BILLING_EXHAUSTED,
+    Outcome.CLIENT_ERROR: Reason.CLIENT_ERROR,
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,8 @@ class State:
     consecutive_failures: int = 0
     rate_limit_limit: float | None = None
     rate_limit_remaining: float | None = None
+    # Which key the state is about (keys.fingerprint); whoami describes this key or is None.
+    key_fingerprint: str | None = None
 
 
 def _good_verdict(whoami: Whoami, min_credits: float | None) -> Verdict:
@@ -109,7 +122,7 @@ def advance(state: State, result: Result, at: Instant, *, min_credits: float | N
         changes["last_success_at"] = at.wall
         changes["last_success_mono"] = at.mono
     elif outcome.hard_stop:
-        changes["base"] = Verdict(False, Reason(outcome.value), result.detail)
+        changes["base"] = Verdict(False, HARD_STOP_REASONS[outcome], result.detail)
         if outcome is Outcome.BILLING_EXHAUSTED:
             changes["min_tier"] = result.min_tier
     elif state.base.reason is Reason.KEY_UNAVAILABLE:
@@ -121,6 +134,18 @@ def advance(state: State, result: Result, at: Instant, *, min_credits: float | N
             + (f": {result.detail}" if result.detail else ""),
         )
     return replace(state, **changes)  # type: ignore[arg-type]
+
+
+def key_read(state: State, fingerprint: str) -> State:
+    """The key about to be used. Identity belongs to a key: when it changes, the old key's
+    whoami (apiKeyId, organization, balance, tier) is dropped until the new key's first answer,
+    so that nothing shown about the new key is the old one's. The verdict and the switches stay:
+    they change on the new key's first definitive answer, as for any poll."""
+    if fingerprint == state.key_fingerprint:
+        return state
+    if state.key_fingerprint is None:
+        return replace(state, key_fingerprint=fingerprint)
+    return replace(state, key_fingerprint=fingerprint, whoami=None, min_tier=None)
 
 
 def key_unavailable(state: State, detail: str, at: Instant) -> State:
@@ -135,6 +160,15 @@ def key_unavailable(state: State, detail: str, at: Instant) -> State:
         last_request_id=None,
         consecutive_failures=state.consecutive_failures + 1,
     )
+
+
+def stale_at(state: State, *, stale_after: float) -> float | None:
+    """The monotonic time at which the current verdict turns `stale` if nothing changes; None
+    when it cannot (not failing, or not a verdict that a transient failure carries on)."""
+    if not state.failing or state.base.reason not in _FROM_GOOD_ANSWER:
+        return None
+    assert state.last_success_mono is not None
+    return state.last_success_mono + stale_after
 
 
 def verdict(state: State, mono_now: float, *, stale_after: float) -> Verdict:
@@ -152,3 +186,19 @@ def verdict(state: State, mono_now: float, *, stale_after: float) -> Verdict:
         f"no good answer for {age:.0f}s (--stale-after {stale_after:g}s); "
         f"last outcome {state.last_outcome}",
     )
+
+
+@dataclass(frozen=True)
+class Event:
+    """One step of the poll loop, as the roles that follow it receive it: the journal (logs),
+    the metrics and the ready-file each get these values and never the poller itself."""
+
+    state: State
+    verdict: Verdict
+    # The classified whoami answer, when a call was made, and how long the call took.
+    result: Result | None = None
+    elapsed: float = 0.0
+    # Why no call could be made (the key file is missing, empty or unreadable).
+    key_error: str | None = None
+    # Why --api-url gave no answer, when --fallback-api-url answered this poll instead.
+    fallback: str | None = None

@@ -91,9 +91,18 @@ def clean(text: str, key: Secret | None, *, limit: int = DEFAULT_LIMIT) -> str:
 
 
 def label(text: str | None) -> str:
-    """A Prometheus label value: `text` if it is short, printable and whole; else PLACEHOLDER."""
+    """A Prometheus label value: `text` if it is short, printable and whole; else PLACEHOLDER.
+
+    A string that `clean` had to change (a redaction, an escape: a backslash) is refused too: a
+    label is for telling series apart, and a mangled value would only mislead.
+    """
     if text is None:
         return ""
-    if len(text) > LABEL_LIMIT or REDACTED in text or not _LABEL_SAFE.fullmatch(text):
+    if (
+        len(text) > LABEL_LIMIT
+        or REDACTED in text
+        or "\\" in text
+        or not _LABEL_SAFE.fullmatch(text)
+    ):
         return PLACEHOLDER
     return text

@@ -65,6 +65,7 @@ class Source(metrics.Source, Protocol):
 
 
 SOURCE: Final = web.AppKey("source", Source)
+QUIT: Final = web.AppKey("quit", asyncio.Event)
 
 
 def _text(body: str, status: int = 200) -> web.Response:
@@ -80,6 +81,9 @@ async def readyz(request: web.Request) -> web.Response:
     for name, failing in CHECKS:
         if verdict.reason in failing:
             lines.append(f"[-]{name} failed: {verdict.reason.value}: {verdict.detail}".rstrip(": "))
+        elif name == "whoami" and verdict.reason is Reason.KEY_UNAVAILABLE:
+            # No call is made without a key: whoami has not passed, whatever it said before.
+            lines.append("[-]whoami failed: not called while the api key is unavailable")
         else:
             lines.append(f"[+]{name} ok")
     lines.append("readyz check passed" if verdict.ready else "readyz check failed")
@@ -135,7 +139,16 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(status_document(source.snapshot(), source.verdict()))
 
 
-def make_app(source: Source, registry: CollectorRegistry) -> web.Application:
+async def quitquitquit(request: web.Request) -> web.Response:
+    # Answered first, then the server stops: the caller (a Job's main container) sees the 200.
+    request.app[QUIT].set()
+    return _text("ok: exiting")
+
+
+def make_app(
+    source: Source, registry: CollectorRegistry, *, quit_requested: asyncio.Event | None = None
+) -> web.Application:
+    """The probe endpoints; with `quit_requested`, also POST /quitquitquit, which sets it."""
     app = web.Application()
     app[SOURCE] = source
     # add_get also answers HEAD.
@@ -143,6 +156,9 @@ def make_app(source: Source, registry: CollectorRegistry) -> web.Application:
     app.router.add_get("/livez", livez)
     app.router.add_get("/status", status)
     app.router.add_get("/metrics", make_aiohttp_handler(registry))
+    if quit_requested is not None:
+        app[QUIT] = quit_requested
+        app.router.add_post("/quitquitquit", quitquitquit)
     return app
 
 
@@ -247,9 +263,10 @@ async def start_site(
     listen: Listen,
     log: Log | None = None,
     *,
+    setting: str = "--listen",
     ssl_context: ssl.SSLContext | None = None,
 ) -> web.AppRunner:
-    """Starts listening; a port in use or a bad address is a ConfigError naming --listen."""
+    """Starts listening; a port in use or a bad address is a ConfigError naming `setting`."""
     log = log if log is not None else structlog.get_logger("layers-sidecar")
     limiter = RateLimited(ERROR_LOG_EVERY)
     asyncio.get_running_loop().set_exception_handler(_loop_errors(log, limiter))
@@ -278,7 +295,7 @@ async def start_site(
             if error.errno == errno.EADDRINUSE
             else (error.strerror or str(error))
         )
-        raise ConfigError("--listen", f"cannot listen on {listen}: {problem}") from None
+        raise ConfigError(setting, f"cannot listen on {listen}: {problem}") from None
     return runner
 
 
@@ -287,16 +304,25 @@ def bound_address(runner: web.AppRunner) -> str:
     return f"{host}:{port}"
 
 
-async def until_signalled(log: structlog.typing.FilteringBoundLogger) -> None:
-    """Returns on SIGTERM or SIGINT; the original handlers come back afterwards."""
+async def until_signalled(
+    log: structlog.typing.FilteringBoundLogger, quit_requested: asyncio.Event | None = None
+) -> None:
+    """Returns on SIGTERM or SIGINT, or when `quit_requested` is set (POST /quitquitquit); the
+    original signal handlers come back afterwards."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop = quit_requested or asyncio.Event()
+    signalled: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        signalled.append(sig.name)
+        stop.set()
+
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         await stop.wait()
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
-    log.info("stopping")
+    log.info("stopping", cause=signalled[0] if signalled else "POST /quitquitquit")

@@ -2,6 +2,13 @@
 
 A flag beats its variable, the variable beats the default. Every refusal is a `ConfigError` that
 names the setting in one line; the CLI turns it into exit code 2.
+
+One path for every setting of every command. `OPTIONS` is the table: flag, variable, default
+(written once, as the operator would type it; `Settings`' field defaults are parsed from it),
+help, parser. `COMMANDS` says which options each command takes, and its own defaults or flag
+spellings. A new command declares itself by one `Command(...)` entry naming its options (adding
+any new ones to `OPTIONS` and a field to `Settings`); the CLI builds its flags, `--help`, variable
+reading and one-line errors from that entry, and imports the command's code only when it runs.
 """
 
 from __future__ import annotations
@@ -10,14 +17,17 @@ import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
-DEFAULT_API_URL: Final = "https://api.layers.com"
-DEFAULT_LISTEN: Final = "0.0.0.0:8080"
+from .scenario import Scenario, load_scenario
+
+# The exit code of every command for a setting that cannot be used (and of `check` for a key
+# that cannot be read).
+EXIT_CONFIG: Final = 2
 
 _LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
@@ -99,172 +109,6 @@ class Secret:
         return hash(self._value)
 
 
-@dataclass(frozen=True)
-class Settings:
-    api_key: Secret | None = None
-    api_key_file: Path | None = None
-    api_url: str = DEFAULT_API_URL
-    auth_scheme: AuthScheme = AuthScheme.X_API_KEY
-    listen: Listen = Listen("0.0.0.0", 8080)
-    interval: float = 30.0
-    timeout: float = 10.0
-    stale_after: float = 90.0
-    min_credits: float | None = None
-    deadline: float = 60.0
-    log_format: LogFormat = LogFormat.JSON
-    log_level: LogLevel = LogLevel.INFO
-    fallback_api_url: str | None = None
-    # Fleet mode (`hub`).
-    ttl: float = 5.0
-    max_keys: int = 10_000
-    max_upstream_rate: float = 20.0
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-
-    @property
-    def whoami_url(self) -> str:
-        return self.api_url.rstrip("/") + "/v1/whoami"
-
-    @property
-    def fallback_whoami_url(self) -> str | None:
-        if self.fallback_api_url is None:
-            return None
-        return self.fallback_api_url.rstrip("/") + "/v1/whoami"
-
-
-@dataclass(frozen=True)
-class Option:
-    """One setting: its flag, its variable, its default and what it means (for --help)."""
-
-    name: str
-    flag: str
-    env: str
-    default: str | None
-    help: str
-
-
-OPTIONS: Final = {
-    option.name: option
-    for option in (
-        Option(
-            "api_key_file",
-            "--api-key-file",
-            "LAYERS_API_KEY_FILE",
-            None,
-            "file holding the key (a mounted Secret); re-read on every poll, so a rotated Secret "
-            "takes effect without a restart. The key itself comes from LAYERS_API_KEY, which has "
-            "no flag on purpose: a flag shows in ps.",
-        ),
-        Option(
-            "api_url",
-            "--api-url",
-            "LAYERS_API_URL",
-            DEFAULT_API_URL,
-            "base URL of the Layers API; the call is {api-url}/v1/whoami",
-        ),
-        Option(
-            "auth_scheme",
-            "--auth-scheme",
-            "LAYERS_AUTH_SCHEME",
-            "x-api-key",
-            "x-api-key sends X-Api-Key: <key>; bearer sends Authorization: Bearer <key>",
-        ),
-        Option(
-            "listen",
-            "--listen",
-            "LAYERS_SIDECAR_LISTEN",
-            DEFAULT_LISTEN,
-            "HOST:PORT of the HTTP server (/readyz, /livez, /status, /metrics)",
-        ),
-        Option("interval", "--interval", "LAYERS_SIDECAR_INTERVAL", "30s", "time between polls"),
-        Option("timeout", "--timeout", "LAYERS_SIDECAR_TIMEOUT", "10s", "limit for one request"),
-        Option(
-            "stale_after",
-            "--stale-after",
-            "LAYERS_SIDECAR_STALE_AFTER",
-            "90s",
-            "how long transient failures may keep the last good verdict; 0 fails on the first",
-        ),
-        Option(
-            "min_credits",
-            "--min-credits",
-            "LAYERS_SIDECAR_MIN_CREDITS",
-            None,
-            "when set, readiness also needs creditBalance >= N",
-        ),
-        Option(
-            "deadline",
-            "--deadline",
-            "LAYERS_SIDECAR_DEADLINE",
-            "60s",
-            "how long check retries transient failures; 0 means one attempt",
-        ),
-        Option(
-            "log_format",
-            "--log-format",
-            "LAYERS_SIDECAR_LOG_FORMAT",
-            "json",
-            "json (one object a line) or console",
-        ),
-        Option(
-            "log_level",
-            "--log-level",
-            "LAYERS_SIDECAR_LOG_LEVEL",
-            "info",
-            "debug, info, warning or error",
-        ),
-        Option(
-            "fallback_api_url",
-            "--fallback-api-url",
-            "LAYERS_FALLBACK_API_URL",
-            None,
-            "base URL called in the same poll when --api-url cannot be reached or times out "
-            "(the real API, behind a hub); an HTTP answer, 5xx included, is never retried there",
-        ),
-        Option(
-            "ttl",
-            "--ttl",
-            "LAYERS_HUB_TTL",
-            "5s",
-            "how long one upstream answer serves every caller holding the same key",
-        ),
-        Option(
-            "max_keys",
-            "--max-keys",
-            "LAYERS_HUB_MAX_KEYS",
-            "10000",
-            "distinct keys remembered; the least recently used go first",
-        ),
-        Option(
-            "max_upstream_rate",
-            "--max-upstream-rate",
-            "LAYERS_HUB_MAX_UPSTREAM_RATE",
-            "20",
-            "upstream calls per second, all keys together; a miss past it is answered "
-            "503 HUB_BUSY with Retry-After",
-        ),
-        Option(
-            "tls_cert_file",
-            "--tls-cert-file",
-            "LAYERS_HUB_TLS_CERT_FILE",
-            None,
-            "PEM certificate (chain): serve HTTPS; needs --tls-key-file",
-        ),
-        Option(
-            "tls_key_file",
-            "--tls-key-file",
-            "LAYERS_HUB_TLS_KEY_FILE",
-            None,
-            "PEM private key of --tls-cert-file",
-        ),
-    )
-}
-
-DURATIONS: Final = frozenset({"interval", "timeout", "stale_after", "deadline"})
-# The most keys a hub may be told to remember: beyond this, memory, not the flag, is the limit.
-MAX_KEYS_CEILING: Final = 10_000_000
-
-
 def _choice(kind: type[E], text: str) -> E:
     try:
         return kind(text.strip().lower())
@@ -305,9 +149,12 @@ def _url(text: str) -> str:
 
 
 def _credits(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text!r} is not a number")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{text!r} must be a number of credits, 0 or more")
     return value
 
 
@@ -316,6 +163,36 @@ def _positive_duration(text: str) -> float:
     if seconds <= 0:
         raise ValueError(f"{text!r} must be more than 0")
     return seconds
+
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+
+def _switch(text: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE | _FALSE:
+        return word in _TRUE
+    raise ValueError(f"{text!r} is not one of true, false (or 1, 0)")
+
+
+# A scenario file is a small JSON object; anything larger is not one.
+_MAX_SCENARIO_BYTES: Final = 1024 * 1024
+
+
+def _scenario_file(text: str) -> Scenario:
+    path = _path(text)
+    try:
+        with path.open("rb") as file:
+            data = file.read(_MAX_SCENARIO_BYTES + 1)
+    except OSError as error:
+        raise ValueError(f"{path}: {error.strerror or error}") from None
+    if len(data) > _MAX_SCENARIO_BYTES:
+        raise ValueError(f"{path}: larger than 1 MiB")
+    try:
+        return load_scenario(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def _count(text: str) -> int:
@@ -335,26 +212,343 @@ def _rate(text: str) -> float:
     return value
 
 
-def _parse(name: str, text: str) -> object:
-    if name in ("interval", "timeout", "ttl"):
-        return _positive_duration(text)
-    if name in DURATIONS:
-        return parse_duration(text)
-    parsers: dict[str, Callable[[str], object]] = {
-        "api_key_file": Path,
-        "api_url": _url,
-        "fallback_api_url": _url,
-        "max_keys": _count,
-        "max_upstream_rate": _rate,
-        "tls_cert_file": Path,
-        "tls_key_file": Path,
-        "auth_scheme": lambda t: _choice(AuthScheme, t),
-        "listen": parse_listen,
-        "min_credits": _credits,
-        "log_format": lambda t: _choice(LogFormat, t),
-        "log_level": lambda t: _choice(LogLevel, t),
-    }
-    return parsers[name](text)
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("the path is empty")
+    return Path(text)
+
+
+# The most keys a hub may be told to remember: beyond this, memory, not the flag, is the limit.
+MAX_KEYS_CEILING: Final = 10_000_000
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, its variable, its default and what it means (for --help)."""
+
+    name: str
+    flag: str
+    env: str
+    # As the operator would write it; None means unset.
+    default: str | None
+    help: str
+    parse: Callable[[str], object]
+    metavar: str = ""
+    # A flag that takes no value (`--quitquitquit`); its variable takes true/false.
+    switch: bool = False
+
+
+OPTIONS: Final = {
+    option.name: option
+    for option in (
+        Option(
+            "api_key_file",
+            "--api-key-file",
+            "LAYERS_API_KEY_FILE",
+            None,
+            "file holding the key (a mounted Secret); re-read on every poll, so a rotated Secret "
+            "takes effect without a restart. The key itself comes from LAYERS_API_KEY, which has "
+            "no flag on purpose: a flag shows in ps.",
+            _path,
+            "PATH",
+        ),
+        Option(
+            "api_url",
+            "--api-url",
+            "LAYERS_API_URL",
+            "https://api.layers.com",
+            "base URL of the Layers API; the call is {api-url}/v1/whoami",
+            _url,
+            "URL",
+        ),
+        Option(
+            "auth_scheme",
+            "--auth-scheme",
+            "LAYERS_AUTH_SCHEME",
+            "x-api-key",
+            "x-api-key sends X-Api-Key: <key>; bearer sends Authorization: Bearer <key>",
+            lambda t: _choice(AuthScheme, t),
+            "SCHEME",
+        ),
+        Option(
+            "listen",
+            "--listen",
+            "LAYERS_SIDECAR_LISTEN",
+            "0.0.0.0:8080",
+            "HOST:PORT of the HTTP server (/readyz, /livez, /status, /metrics)",
+            parse_listen,
+            "HOST:PORT",
+        ),
+        Option(
+            "interval",
+            "--interval",
+            "LAYERS_SIDECAR_INTERVAL",
+            "30s",
+            "time between polls",
+            _positive_duration,
+            "DURATION",
+        ),
+        Option(
+            "timeout",
+            "--timeout",
+            "LAYERS_SIDECAR_TIMEOUT",
+            "10s",
+            "limit for one whoami request",
+            _positive_duration,
+            "DURATION",
+        ),
+        Option(
+            "stale_after",
+            "--stale-after",
+            "LAYERS_SIDECAR_STALE_AFTER",
+            "90s",
+            "how long transient failures may keep the last good verdict; 0 fails on the first",
+            parse_duration,
+            "DURATION",
+        ),
+        Option(
+            "min_credits",
+            "--min-credits",
+            "LAYERS_SIDECAR_MIN_CREDITS",
+            None,
+            "when set, readiness also needs creditBalance >= N",
+            _credits,
+            "N",
+        ),
+        Option(
+            "deadline",
+            "--deadline",
+            "LAYERS_SIDECAR_DEADLINE",
+            "60s",
+            "how long check retries transient failures; 0 means one attempt",
+            parse_duration,
+            "DURATION",
+        ),
+        Option(
+            "quitquitquit",
+            "--quitquitquit",
+            "LAYERS_SIDECAR_QUITQUITQUIT",
+            "false",
+            "enable POST /quitquitquit, which answers 200 and exits 0: how a Job's main "
+            "container ends a classic (non-native) sidecar",
+            _switch,
+            switch=True,
+        ),
+        Option(
+            "ready_file",
+            "--ready-file",
+            "LAYERS_SIDECAR_READY_FILE",
+            None,
+            "a file that exists exactly while ready (written and removed atomically), for "
+            "workers that no probe reaches: they check it before taking work",
+            _path,
+            "PATH",
+        ),
+        Option(
+            "log_format",
+            "--log-format",
+            "LAYERS_SIDECAR_LOG_FORMAT",
+            "json",
+            "json (one object a line) or console",
+            lambda t: _choice(LogFormat, t),
+            "FORMAT",
+        ),
+        Option(
+            "log_level",
+            "--log-level",
+            "LAYERS_SIDECAR_LOG_LEVEL",
+            "info",
+            "debug, info, warning or error",
+            lambda t: _choice(LogLevel, t),
+            "LEVEL",
+        ),
+        Option(
+            "fallback_api_url",
+            "--fallback-api-url",
+            "LAYERS_FALLBACK_API_URL",
+            None,
+            "base URL called in the same poll when --api-url cannot be reached or times out "
+            "(the real API, behind a hub); an HTTP answer, 5xx included, is never retried there",
+            _url,
+            "URL",
+        ),
+        Option(
+            "ttl",
+            "--ttl",
+            "LAYERS_HUB_TTL",
+            "5s",
+            "how long one upstream answer serves every caller holding the same key",
+            _positive_duration,
+            "DURATION",
+        ),
+        Option(
+            "max_keys",
+            "--max-keys",
+            "LAYERS_HUB_MAX_KEYS",
+            "10000",
+            "distinct keys remembered; the least recently used go first",
+            _count,
+            "N",
+        ),
+        Option(
+            "max_upstream_rate",
+            "--max-upstream-rate",
+            "LAYERS_HUB_MAX_UPSTREAM_RATE",
+            "20",
+            "upstream calls per second, all keys together; a miss past it is answered "
+            "503 HUB_BUSY with Retry-After",
+            _rate,
+            "PER_SECOND",
+        ),
+        Option(
+            "tls_cert_file",
+            "--tls-cert-file",
+            "LAYERS_HUB_TLS_CERT_FILE",
+            None,
+            "PEM certificate (chain): serve HTTPS; needs --tls-key-file",
+            _path,
+            "PATH",
+        ),
+        Option(
+            "tls_key_file",
+            "--tls-key-file",
+            "LAYERS_HUB_TLS_KEY_FILE",
+            None,
+            "PEM private key of --tls-cert-file",
+            _path,
+            "PATH",
+        ),
+        Option(
+            "emulator_listen",
+            "--emulator-listen",
+            "LAYERS_EMULATOR_LISTEN",
+            "127.0.0.1:8081",
+            "HOST:PORT of the emulator",
+            parse_listen,
+            "HOST:PORT",
+        ),
+        Option(
+            "scenario",
+            "--scenario",
+            "LAYERS_EMULATOR_SCENARIO",
+            None,
+            "JSON file with the emulator's starting scenario (fields as in "
+            "POST /_emulator/scenario)",
+            _scenario_file,
+            "FILE",
+        ),
+    )
+}
+
+
+def _default(name: str) -> Any:
+    """A Settings field's default: the table's, parsed, so defaults are written once."""
+    option = OPTIONS[name]
+    return None if option.default is None else option.parse(option.default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: Secret | None = None
+    api_key_file: Path | None = _default("api_key_file")
+    api_url: str = _default("api_url")
+    auth_scheme: AuthScheme = _default("auth_scheme")
+    listen: Listen = _default("listen")
+    interval: float = _default("interval")
+    timeout: float = _default("timeout")
+    stale_after: float = _default("stale_after")
+    min_credits: float | None = _default("min_credits")
+    deadline: float = _default("deadline")
+    quitquitquit: bool = _default("quitquitquit")
+    ready_file: Path | None = _default("ready_file")
+    log_format: LogFormat = _default("log_format")
+    log_level: LogLevel = _default("log_level")
+    emulator_listen: Listen = _default("emulator_listen")
+    scenario: Scenario | None = _default("scenario")
+    fallback_api_url: str | None = _default("fallback_api_url")
+    # Fleet mode (`hub`).
+    ttl: float = _default("ttl")
+    max_keys: int = _default("max_keys")
+    max_upstream_rate: float = _default("max_upstream_rate")
+    tls_cert_file: Path | None = _default("tls_cert_file")
+    tls_key_file: Path | None = _default("tls_key_file")
+
+    @property
+    def whoami_url(self) -> str:
+        return self.api_url.rstrip("/") + "/v1/whoami"
+
+    @property
+    def fallback_whoami_url(self) -> str | None:
+        if self.fallback_api_url is None:
+            return None
+        return self.fallback_api_url.rstrip("/") + "/v1/whoami"
+
+
+@dataclass(frozen=True)
+class Command:
+    """What one command takes: its options (names in OPTIONS), and where it differs from the
+    table: its own defaults (the demo polls faster) or a flag spelt differently for it."""
+
+    description: str
+    options: frozenset[str]
+    defaults: Mapping[str, str] = field(default_factory=dict)
+    flags: Mapping[str, str] = field(default_factory=dict)
+    epilog: str = ""
+
+    def flag(self, name: str) -> str:
+        return self.flags.get(name, OPTIONS[name].flag)
+
+
+_KEY: Final = frozenset({"api_key_file", "api_url", "auth_scheme"})
+_POLL: Final = frozenset({"interval", "timeout", "min_credits", "log_format", "log_level"})
+_LOGS: Final = frozenset({"log_format", "log_level"})
+
+COMMANDS: Final = {
+    "serve": Command(
+        "Poll GET /v1/whoami forever and serve /readyz, /livez, /status and /metrics.",
+        _KEY | _POLL | {"listen", "stale_after", "quitquitquit", "ready_file", "fallback_api_url"},
+    ),
+    "check": Command(
+        "One boot check for an init container or CI: call GET /v1/whoami, retry transient "
+        "failures (server errors, timeouts, 429 after its Retry-After) until --deadline, and "
+        "exit with a code. Exit codes: 0 ready, 1 no good answer before --deadline, "
+        "2 configuration error, 3 unauthenticated or client error, 4 billing exhausted, "
+        "5 kill switch or access revoked, 6 credits below --min-credits.",
+        # --interval caps the back-off between retries, as in serve; there is no poll loop.
+        _KEY | _POLL | {"deadline", "fallback_api_url"},
+    ),
+    "emulate": Command(
+        "A local Layers API emulator: GET /v1/whoami with the upstream's fields, errors and "
+        "headers, and a control API under /_emulator/ to change the scenario at run time.",
+        _LOGS | {"emulator_listen", "scenario"},
+        flags={"emulator_listen": "--listen"},
+    ),
+    "demo": Command(
+        "The emulator and the sidecar together in one process on loopback, with the URLs and "
+        "curl lines to try. The first thing to run.",
+        _POLL | {"listen", "stale_after", "auth_scheme", "emulator_listen", "scenario"},
+        # For a newcomer at a terminal: quicker polls, readable logs, loopback only.
+        defaults={"listen": "127.0.0.1:8080", "interval": "2s", "log_format": "console"},
+    ),
+    "hub": Command(
+        "Fleet mode: a shared, coalescing short-TTL cache of whoami answers per key in front of "
+        "the Layers API. Sidecars point --api-url at it and keep the real API as "
+        "--fallback-api-url; upstream calls per key stay at about one per --ttl, whatever the "
+        "number of pods. Serves GET /v1/whoami, /readyz, /livez and /metrics.",
+        # No key of its own: it forwards each caller's.
+        _LOGS
+        | {
+            "listen",
+            "api_url",
+            "ttl",
+            "timeout",
+            "max_keys",
+            "max_upstream_rate",
+            "tls_cert_file",
+            "tls_key_file",
+        },
+    ),
+}
 
 
 def load(
@@ -363,27 +557,30 @@ def load(
     *,
     names: frozenset[str] = frozenset(OPTIONS),
     overrides: Mapping[str, str] | None = None,
+    spelling: Mapping[str, str] | None = None,
 ) -> Settings:
     """Builds Settings from the flags given (None when absent) and the environment.
 
     `names` limits the settings read to those the command uses; `overrides` replaces defaults
-    (the demo's shorter interval), still beaten by a flag or a variable.
+    (the demo's shorter interval), still beaten by a flag or a variable; `spelling` names a flag
+    as the command spells it, for errors.
     """
     values: dict[str, object] = {}
     for name in sorted(names):
         option = OPTIONS[name]
+        flag = (spelling or {}).get(name, option.flag)
         text = flags.get(name)
-        source = option.flag
+        source = flag
         if text is None:
             text = environ.get(option.env) or None
             source = option.env
         if text is None:
             text = (overrides or {}).get(name, option.default)
-            source = f"{option.flag} (default)"
+            source = f"{flag} (default)"
         if text is None:
             continue
         try:
-            values[name] = _parse(name, text)
+            values[name] = option.parse(text)
         except ValueError as error:
             raise ConfigError(source, str(error)) from None
 
@@ -404,3 +601,17 @@ def load(
         if key is not None:
             values["api_key"] = Secret(key.strip())
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def load_command(
+    command: str, flags: Mapping[str, str | None], environ: Mapping[str, str]
+) -> Settings:
+    """The Settings of one command, from its entry in COMMANDS."""
+    spec = COMMANDS[command]
+    return load(
+        flags,
+        environ,
+        names=spec.options,
+        overrides=spec.defaults,
+        spelling={name: spec.flag(name) for name in spec.options},
+    )

@@ -1,15 +1,22 @@
 """What the monitoring tests share: the metric names the program exports, which names a PromQL
-expression uses, the dashboard's queries and the alert rules."""
+expression uses, the dashboard's queries, the alert rules, and a real Prometheus to run."""
 
 from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import urllib.parse
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.support import free_port, http, wait_for
+from tests.tools import tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "monitoring" / "dashboard.json"
@@ -122,3 +129,55 @@ def alerts() -> list[dict[str, Any]]:
 
 def alert_names() -> list[str]:
     return [rule["alert"] for rule in alerts()]
+
+
+@contextmanager
+def prometheus(tmp: Path, config: dict[str, Any]) -> Iterator[str]:
+    """Prometheus on a free loopback port with its own TSDB under `tmp`; killed on the way out."""
+    binary, promtool = tool("prometheus"), tool("promtool")
+    config_file = tmp / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    checked = subprocess.run(
+        [promtool, "check", "config", str(config_file)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp / "prometheus.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config_file}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"prometheus exited with {proc.returncode}: {log.read_text()}")
+            return http("GET", url + "/-/ready", timeout=1).status == 200
+
+        wait_for(ready, timeout=20, what="Prometheus to be ready")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def api(url: str, path: str, **params: str) -> Any:
+    reply = http("GET", f"{url}/api/v1/{path}?{urllib.parse.urlencode(params)}")
+    assert reply.status == 200, reply.body
+    body = reply.json()
+    assert body["status"] == "success", body
+    return body["data"]

@@ -295,3 +295,22 @@ def test_tuning_mistakes_are_refused(values: dict[str, Any], complaint: str) -> 
     with helm_python.Chart.load(CHART_DIR) as chart, pytest.raises(helm_python.HelmError) as caught:
         chart.render(merged(MONITORED, {"prometheusRule": values}), name="demo", namespace="apps")
     assert complaint in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    sorted(
+        path.name.removesuffix("-values.yaml")
+        for path in (CHART_DIR / "ci").glob("*-values.yaml")
+        if (yaml.safe_load(path.read_text()) or {}).get("prometheusRule", {}).get("enabled")
+    ),
+)
+def test_every_ci_scenario_s_rules_pass_promtool(tmp_path: Path, scenario: str) -> None:
+    values = yaml.safe_load((CHART_DIR / "ci" / f"{scenario}-values.yaml").read_text())
+    rule = the_rule(values)
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    result = subprocess.run(
+        [tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

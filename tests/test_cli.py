@@ -164,7 +164,16 @@ def test_check_retries_transients_until_the_deadline_then_exits_1(upstream: Emul
     assert got == 1, stderr
     assert upstream.whoami_requests() >= 3  # back-off from about a second, capped by --interval
     assert elapsed < 2 + 5  # the deadline, plus the interpreter's start-up
-    assert json.loads(stderr.splitlines()[-1])["lastOutcome"] == "server_error"
+    last = json.loads(stderr.splitlines()[-1])
+    # The last line names what happened, not "starting": the outcome, the deadline, the URL.
+    assert last["event"] == "check failed"
+    assert last["reason"] == "server_error"
+    assert "--deadline 2s" in last["detail"]
+    assert "HTTP 500" in last["detail"]
+    assert last["url"] == upstream.url + "/v1/whoami"
+    retries = [json.loads(line) for line in stderr.splitlines()[:-1]]
+    assert retries
+    assert all(r["event"] == "check retrying" and r["status"] == 500 for r in retries)
 
 
 def test_check_with_deadline_0_makes_one_attempt(upstream: Emulator) -> None:
@@ -193,7 +202,7 @@ def test_check_times_out_a_slow_upstream(upstream: Emulator) -> None:
     upstream.set(delay=5)
     got, stderr = check(upstream, "--deadline", "0", "--timeout", "300ms")
     assert got == 1
-    assert json.loads(stderr.splitlines()[-1])["lastOutcome"] == "timeout"
+    assert json.loads(stderr.splitlines()[-1])["reason"] == "timeout"
 
 
 def test_check_with_a_missing_key_file_is_a_configuration_error(
@@ -362,7 +371,7 @@ def test_a_rotated_key_file_is_used_from_the_next_poll(upstream: Emulator, tmp_p
         wait_for(lambda: ready(served) == 200, what="ready once the Secret is back")
         events = served.log_events()
     assert any(e["event"] == "api key changed" for e in events)
-    unavailable = [e for e in events if e["event"] == "api key unavailable"]
+    unavailable = [e for e in events if e.get("reason") == "key_unavailable"]
     assert unavailable
     assert unavailable[0]["level"] == "error"
     assert "does not exist" in unavailable[0]["detail"]

@@ -56,7 +56,7 @@ def test_dashboard_parses_and_is_provisionable() -> None:
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    for name in ("job", "namespace", "pod"):
+    for name in ("job", "namespace", "pod", "instance"):
         assert variables[name]["type"] == "query"
         assert variables[name]["includeAll"] is True
         # "All" must also match targets without the label (a static scrape target has no pod)
@@ -103,8 +103,20 @@ def test_every_panel_filters_by_the_selector_variables() -> None:
         if where.startswith("variable"):
             continue
         for selector in re.findall(r"\b(?:layers_\w+|up)\{([^}]*)\}", expr):
-            for variable in ("job", "namespace", "pod"):
+            for variable in ("job", "namespace", "pod", "instance"):
                 assert f'{variable}=~"${variable}"' in selector, f"{where}: {expr!r}"
         assert not re.search(r"\b(?:layers_\w+|up)\b(?![\w{])", expr), (
             f"{where}: a selector without the job/namespace/pod filter: {expr!r}"
         )
+
+
+def test_dashboard_is_read_only_and_every_stat_has_a_unit() -> None:
+    dashboard = load_dashboard()
+    # provisioned from a ConfigMap: edits in the UI would be lost at the next sync
+    assert dashboard["editable"] is False
+    stats = [panel for panel in all_panels(dashboard["panels"]) if panel["type"] == "stat"]
+    assert stats
+    for panel in stats:
+        unit = panel["fieldConfig"]["defaults"].get("unit")
+        assert unit, f"stat {panel['title']!r} has no unit"
+        assert unit != "none", f"stat {panel['title']!r} says its unit is none"

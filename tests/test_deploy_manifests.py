@@ -294,3 +294,13 @@ def test_workloads_use_the_image_of_this_repository(built: dict[str, list[Obj]])
         for workload in workloads(objects):
             for c in our_containers(pod_spec(workload)):
                 assert c["image"] == IMAGE, directory
+
+
+def test_podmonitors_keep_pending_pods(built: dict[str, list[Obj]]) -> None:
+    """The Operator drops Pending pods only when a PodMonitor sets filterRunning to false; a
+    native sidecar holds its pod in Pending at start-up, when its metrics matter most."""
+    monitors = [o for objects in built.values() for o in objects if o["kind"] == "PodMonitor"]
+    assert monitors
+    for monitor in monitors:
+        for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+            assert endpoint.get("filterRunning", True) is True, monitor["metadata"]["name"]

@@ -1,18 +1,21 @@
 """The Dockerfile: hadolint-clean, multi-stage, non-root, and agreeing with the manifests.
 
-No container engine runs on the CI machines, so the image itself is not built here; what can be
-checked without one is: the linter, the shape of the stages, the runtime user and entrypoint,
-and that the build context (`.dockerignore`) holds what the Dockerfile copies and nothing else.
+What can be read from the file itself: the linter (with the labels the image must carry, from
+`.hadolint.yaml`), the shape of the stages, the runtime user and entrypoint, and that the build
+context (`.dockerignore`) holds what the Dockerfile copies and nothing else. `test_image.py`
+builds the image and runs it.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.dockerfile import DOCKERFILE, Stage, parse
 from tests.k8s import IMAGE_UID
@@ -20,6 +23,12 @@ from tests.tools import tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERIGNORE = ROOT / ".dockerignore"
+HADOLINT_CONFIG = ROOT / ".hadolint.yaml"
+PROVENANCE_LABELS = (
+    "org.opencontainers.image.source",
+    "org.opencontainers.image.version",
+    "org.opencontainers.image.revision",
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +36,56 @@ def stages() -> list[Stage]:
     return parse(DOCKERFILE.read_text())[1]
 
 
-def test_hadolint_reports_nothing() -> None:
-    result = subprocess.run(
-        [tool("hadolint"), "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
+def lint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool("hadolint"), "--no-color", "--config", str(HADOLINT_CONFIG), str(dockerfile)],
         capture_output=True,
         text=True,
+        timeout=60,
         check=False,
     )
+
+
+def test_hadolint_reports_nothing() -> None:
+    result = lint(DOCKERFILE)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_hadolint_config_requires_the_provenance_labels_and_no_others() -> None:
+    config = yaml.safe_load(HADOLINT_CONFIG.read_text())
+    assert config["strict-labels"] is True
+    assert config["failure-threshold"] == "style"
+    assert set(PROVENANCE_LABELS) <= set(config["label-schema"])
+
+
+@pytest.mark.parametrize("label", PROVENANCE_LABELS)
+def test_hadolint_fails_when_a_provenance_label_is_dropped(label: str, tmp_path: Path) -> None:
+    text = DOCKERFILE.read_text()
+    # Swapped for a label outside the schema, so the LABEL instruction stays well-formed.
+    dropped_text, count = re.subn(rf'{re.escape(label)}="[^"]*"', 'org.example.other="x"', text)
+    assert count == 1
+    dropped = tmp_path / "Dockerfile"
+    dropped.write_text(dropped_text)
+    result = lint(dropped)
+    assert result.returncode != 0
+    assert f"DL3049 info: Label `{label}` is missing" in result.stdout, result.stdout
+    assert "DL3050" in result.stdout  # the stand-in label is not in the schema: strict-labels
+
+
+def test_the_ca_build_secret_is_optional_and_only_mounted(stages: list[Stage]) -> None:
+    build = stages[0]
+    runs = build.all("RUN")
+    with_secret = [r for r in runs if "--mount=type=secret,id=ca" in r]
+    assert len(with_secret) == 1
+    assert "required=false" in with_secret[0]  # a build without a CA bundle still works
+    assert "PIP_CERT=/run/secrets/ca" in with_secret[0]
+    everything = DOCKERFILE.read_text()
+    # Never copied, never an ENV: a build secret is not stored in any layer or in the config.
+    for stage in stages:
+        assert not any(re.search(r"\bca\b|cert|secret", c) for c in stage.all("COPY"))
+        assert not any("PIP_CERT" in e or "SSL_CERT" in e for e in stage.all("ENV"))
+    assert "ARG CA" not in everything
 
 
 def test_every_hadolint_ignore_has_a_reason() -> None:

@@ -94,8 +94,8 @@ def break_and_recover(
     wait_verdict(sc, 200, "ok")
     mark = len(sc.log_events())
     emu.set(**patch)
-    failed = wait_event(sc, "whoami failed", after=mark, outcome=outcome, level="warning")
-    wait_event(sc, "not ready", after=mark, reason=reason, level="error")
+    # One line says both: the verdict changed, and the answer that changed it.
+    failed = wait_event(sc, "not ready", after=mark, reason=reason, outcome=outcome, level="error")
     wait_verdict(sc, 503, f"not ready: {reason}")
     assert_alive(sc)
 
@@ -364,10 +364,9 @@ def test_the_key_file_deleted_emptied_unreadable_and_restored(tmp_path: Path) ->
             wait_verdict(sc, 200, "ok")
             mark = len(sc.log_events())
             lose()
-            line = wait_event(sc, "api key unavailable", after=mark, level="error")
+            line = wait_event(sc, "not ready", after=mark, reason="key_unavailable", level="error")
             assert detail in line["detail"]
             assert FAKE_KEY not in json.dumps(line)
-            wait_event(sc, "not ready", after=mark, reason="key_unavailable", level="error")
             wait_verdict(sc, 503, "not ready: key_unavailable")
             # No key, no call: the upstream is not asked while the key is missing.
             count = emu.whoami_requests()

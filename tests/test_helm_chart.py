@@ -243,7 +243,13 @@ def test_monitoring_objects(rendered: dict[str, list[Obj]]) -> None:
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert dashboard["metadata"]["namespace"] == "monitoring"
     (body,) = dashboard["data"].values()
-    assert json.loads(body) == json.loads((CHART_DIR / "files" / "dashboard.json").read_text())
+    source = json.loads((CHART_DIR / "files" / "dashboard.json").read_text())
+    # the same dashboard under the uid and title this release sets
+    assert json.loads(body) == {
+        **source,
+        "uid": "layers-readiness-payments",
+        "title": "Layers readiness (payments)",
+    }
 
 
 def test_templates_only_renders_no_workload(rendered: dict[str, list[Obj]]) -> None:
@@ -268,6 +274,7 @@ def test_templates_only_renders_no_workload(rendered: dict[str, list[Obj]]) -> N
             "/podDisruptionBudget",
         ),
         ({"networkPolicy": {"enabled": True, "egres": []}}, "egres"),
+        ({"grafanaDashboard": {"enabled": True, "uid": "x" * 41}}, "/grafanaDashboard/uid"),
     ],
 )
 def test_schema_refuses_mistakes(values: dict[str, Any], complaint: str) -> None:
@@ -409,6 +416,10 @@ def test_platform_values_reach_every_layers_container(rendered: dict[str, list[O
         mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
         assert mounts["corporate-ca"] == "/etc/ssl/corporate"
         assert c["args"][1:] == ["--log-level=debug"]
+    # the example application comes from the same mirror
+    assert (
+        container(spec, "app")["image"] == "registry.internal.example.com/hashicorp/http-echo:1.0"
+    )
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["corporate-ca"]["configMap"]["name"] == "corporate-ca-bundle"
     assert spec["priorityClassName"] == "business-critical"
@@ -462,6 +473,8 @@ def test_podmonitor_options(rendered: dict[str, list[Obj]]) -> None:
     assert endpoint["scheme"] == "https"
     assert endpoint["tlsConfig"]["serverName"] == "layers-readiness.apps.svc"
     assert endpoint["honorLabels"] is True
+    # Pending pods stay scraped (a native sidecar holds its pod there at start-up)
+    assert endpoint.get("filterRunning", True) is True
     (by_label,) = of_kind(rendered["podmonitor-joblabel"], "PodMonitor")
     assert by_label["spec"]["jobLabel"] == "app.kubernetes.io/name"
     assert "app.kubernetes.io/instance" not in by_label["spec"]["selector"]["matchLabels"]

@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar import __version__
 from sidecar.metrics import Metrics
-from sidecar.outcome import Outcome
-from sidecar.readiness import Reason, State, Verdict
+from sidecar.outcome import Outcome, Result
+from sidecar.readiness import Event, Reason, State, Verdict
 from tests.support import WHOAMI_PARSED as WHOAMI
 from tests.support import FakeSource
 from tests.tools import tool
@@ -120,12 +120,17 @@ def test_a_string_that_fails_the_label_filter_never_breaks_a_scrape(bad: str) ->
     assert tiers_of(State(whoami=whoami))["invalid"] == 1
 
 
+def polled(outcome: Outcome, elapsed: float) -> Event:
+    return Event(State(), Verdict(False, Reason.STARTING), Result(outcome), elapsed=elapsed)
+
+
 def test_requests_and_durations_are_counted() -> None:
     source = FakeSource()
     metrics = Metrics()
     metrics.watch(source)
-    metrics.observe(Outcome.OK, 0.02)
-    metrics.observe(Outcome.TIMEOUT, 10.0)
+    metrics.observe(polled(Outcome.OK, 0.02))
+    metrics.observe(polled(Outcome.TIMEOUT, 10.0))
+    metrics.observe(Event(State(), Verdict(False, Reason.KEY_UNAVAILABLE), key_error="gone"))
     samples = scrape(source, metrics)
     assert samples['layers_whoami_requests_total{outcome="ok"}'] == 1
     assert samples['layers_whoami_requests_total{outcome="timeout"}'] == 1
@@ -141,7 +146,7 @@ def kill_switch_metrics() -> Metrics:
     )
     metrics = Metrics()
     metrics.watch(source)
-    metrics.observe(Outcome.KILL_SWITCH, 0.01)
+    metrics.observe(polled(Outcome.KILL_SWITCH, 0.01))
     return metrics
 
 
@@ -164,3 +169,41 @@ def test_the_openmetrics_rendering_parses() -> None:
     families = text_string_to_openmetrics_families(text)  # type: ignore[no-untyped-call]
     names = {family.name for family in families}
     assert {"layers_kill_switch", "layers_whoami_requests"} <= names
+
+
+def test_the_readiness_reason_names_why_with_every_reason_present() -> None:
+    source = FakeSource(State(last_outcome="key_unavailable"), Verdict(False, Reason.STARTING))
+    samples = scrape(source)
+    reasons = {
+        key.split('"')[1]: value
+        for key, value in samples.items()
+        if key.startswith("layers_readiness_reason{")
+    }
+    assert reasons == {reason.value: int(reason is Reason.STARTING) for reason in Reason}
+    source.current = Verdict(True, Reason.OK)
+    assert scrape(source)['layers_readiness_reason{reason="ok"}'] == 1
+
+
+def test_the_key_availability_follows_the_last_attempt() -> None:
+    assert "layers_api_key_available" not in scrape(FakeSource())  # no attempt yet
+    missing = FakeSource(State(last_outcome="key_unavailable"))
+    assert scrape(missing)["layers_api_key_available"] == 0
+    answered = FakeSource(State(last_outcome="server_error"))
+    assert scrape(answered)["layers_api_key_available"] == 1
+
+
+def test_the_process_metrics_are_on_the_sidecar_s_registry() -> None:
+    samples = scrape(FakeSource())
+    for name in (
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ):
+        assert samples[name] > 0, name
+
+
+def test_openmetrics_states_the_unit_where_the_name_has_one() -> None:
+    text = generate_openmetrics(kill_switch_metrics().registry).decode()  # type: ignore[no-untyped-call]
+    assert "# UNIT layers_whoami_request_duration_seconds seconds" in text
+    assert "# UNIT layers_whoami_last_success_timestamp_seconds seconds" in text

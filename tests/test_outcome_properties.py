@@ -230,3 +230,68 @@ def test_only_malformed_bodies_from_the_start_stay_starting(answers: list[Answer
         assert verdict(state, step, stale_after=90) == STARTING
     assert state.whoami is None
     assert state.consecutive_failures == len(answers)
+
+
+# A stated switch wins: whatever else the body holds, it is never ready.
+
+
+@st.composite
+def bodies_stating_a_switch(draw: st.DrawFn) -> tuple[str, bytes]:
+    """Any JSON object with `killSwitch` or `apiAccessRevoked` true among its members, in any
+    position, among any other members (the whoami fields right or wrong, duplicates included),
+    possibly with garbage or a cut after the switch."""
+    switch = draw(st.sampled_from(["killSwitch", "apiAccessRevoked"]))
+    others = draw(
+        st.lists(st.tuples(st.sampled_from([*KINDS, "padding", switch]), json_values), max_size=8)
+    )
+    position = draw(st.integers(min_value=0, max_value=len(others)))
+    pairs = [*others[:position], (switch, True), *others[position:]]
+    text = "{" + ", ".join(f"{json.dumps(k)}: {dumps(v).decode()}" for k, v in pairs) + "}"
+    # What follows the switch may be broken or missing: the members before it still count.
+    switch_end = text.index(f'"{switch}": true') + len(f'"{switch}": true')
+    tail = draw(st.sampled_from(["whole", "cut", "garbage"]))
+    if tail == "cut":
+        text = text[: draw(st.integers(min_value=switch_end, max_value=len(text)))]
+    elif tail == "garbage":
+        text = text[:switch_end] + draw(st.text(max_size=20))
+    return switch, text.encode()
+
+
+@given(
+    bodies_stating_a_switch(),
+    st.lists(any_answers, max_size=6),
+    st.floats(min_value=0, max_value=200),
+    st.booleans(),
+)
+@example(("killSwitch", b'{"killSwitch": true, "killSwitch": false}'), [], 90.0, False)
+@example(("killSwitch", b'{"killSwitch": false, "killSwitch": true}'), [], 90.0, False)
+@example(("apiAccessRevoked", b'{"apiAccessRevoked": true, "creditBalance": null'), [], 0.0, True)
+@thorough
+def test_any_json_whose_stated_switch_is_true_is_never_ready(
+    case: tuple[str, bytes], history: list[Answer], stale_after: float, too_large: bool
+) -> None:
+    switch, body = case
+    result = classify(Answer(status=200, body=body, too_large=too_large), NOW)
+    assert result.outcome.hard_stop
+    assert result.outcome in (Outcome.KILL_SWITCH, Outcome.ACCESS_REVOKED)
+    if switch == "killSwitch":  # the kill switch is named first when both are stated
+        assert result.outcome is Outcome.KILL_SWITCH
+    state = State()
+    for step, answer in enumerate(history):
+        state = advance(state, classify(answer, NOW), Instant(NOW + step, step), min_credits=None)
+    state = advance(state, result, Instant(NOW + 10, 10.0), min_credits=None)
+    assert not verdict(state, 10.0, stale_after=stale_after).ready
+    # And it stays not ready through any transient failure that follows.
+    for failure in (Failure.TIMEOUT, Failure.NETWORK):
+        state = advance(
+            state, classify(Answer(failure=failure), NOW), Instant(NOW + 11, 11.0), min_credits=None
+        )
+        assert not verdict(state, 11.0, stale_after=stale_after).ready
+
+
+@given(st.binary(max_size=300))
+@thorough
+def test_a_503_kill_switch_is_found_in_any_error_body_that_states_it(padding: bytes) -> None:
+    body = b'{"error": {"code": "KILL_SWITCH", "requestId": "r"}, "x": "' + padding.hex().encode()
+    result = classify(Answer(status=503, body=body + b'"}'), NOW)
+    assert result.outcome is Outcome.KILL_SWITCH

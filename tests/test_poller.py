@@ -14,9 +14,10 @@ from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
 from sidecar import emulator
+from sidecar.journal import Journal
 from sidecar.keys import EnvKey
 from sidecar.outcome import Outcome
-from sidecar.poller import REPEAT_LOG_EVERY, Poller, _Repeats
+from sidecar.poller import Clock, Poller
 from sidecar.readiness import Reason
 from sidecar.settings import AuthScheme, Secret, Settings
 from tests.support import FAKE_KEY
@@ -24,7 +25,7 @@ from tests.support import FAKE_KEY
 MakeServer = Callable[[web.Application], Awaitable[TestServer]]
 
 
-class Clock:
+class FakeTime:
     def __init__(self) -> None:
         self.now = 5000.0
 
@@ -55,21 +56,16 @@ async def poller(
     settings = Settings(
         api_key=Secret(FAKE_KEY), api_url=str(upstream.make_url("/")), interval=1, timeout=0.5
     )
-    clock = Clock()
+    clock = FakeTime()
+    log = structlog.get_logger()
     async with Poller(
-        settings, EnvKey(Secret(FAKE_KEY)), log=structlog.get_logger(), mono=clock
+        settings,
+        EnvKey(Secret(FAKE_KEY)),
+        log=log,
+        observers=[Journal(log, mono=clock)],
+        clock=Clock(mono=clock),
     ) as running:
         yield running
-
-
-def test_repeated_failures_are_logged_at_start_then_once_a_minute() -> None:
-    repeats = _Repeats()
-    assert repeats.note("timeout", 0) == 1
-    assert repeats.note("timeout", 30) is None
-    assert repeats.note("timeout", REPEAT_LOG_EVERY) == 3
-    assert repeats.note("server_error", 61) == 1  # a different failure starts a new run
-    assert repeats.note(None, 62) is None
-    assert repeats.note("server_error", 63) == 1
 
 
 # One attempt against the emulator.
@@ -85,13 +81,13 @@ async def test_a_good_poll(poller: Poller, logs: list[MutableMapping[str, Any]])
     assert state.whoami.organization_name == "Acme Growth"
     assert state.last_request_id is not None
     assert state.last_request_id.startswith("req_")
+    # One line: the change of verdict, carrying the answer that caused it.
     events = [e for e in logs if e.get("component") != "emulator"]
-    assert [e["event"] for e in events] == ["whoami", "ready"]
-    logs = events
-    assert logs[0]["log_level"] == "debug"
-    assert logs[1]["log_level"] == "info"
-    assert logs[1]["apiKeyId"] == emulator.api_key_id("k1")
-    assert logs[1]["organizationId"] == "2481fa5c-a404-44ed-a561-565392499abc"
+    assert [e["event"] for e in events] == ["ready"]
+    assert events[0]["log_level"] == "info"
+    assert events[0]["outcome"] == "ok"
+    assert events[0]["apiKeyId"] == emulator.api_key_id("k1")
+    assert events[0]["organizationId"] == "2481fa5c-a404-44ed-a561-565392499abc"
 
 
 async def test_a_kill_switch_is_logged_at_error_with_context(
@@ -100,13 +96,13 @@ async def test_a_kill_switch_is_logged_at_error_with_context(
     scenario(upstream).scenario.killSwitch = True
     await poller.poll_once()
     assert poller.verdict().reason is Reason.KILL_SWITCH
-    failed = next(e for e in logs if e["event"] == "whoami failed")
-    assert failed["log_level"] == "warning"
-    assert failed["outcome"] == "kill_switch"
-    assert failed["requestId"].startswith("req_")
-    changed = next(e for e in logs if e["event"] == "not ready")
+    # Cause and effect in one line, not a "whoami failed" beside a "not ready" with one detail.
+    [changed] = [e for e in logs if e.get("component") != "emulator"]
+    assert changed["event"] == "not ready"
     assert changed["log_level"] == "error"
     assert changed["reason"] == "kill_switch"
+    assert changed["outcome"] == "kill_switch"
+    assert changed["requestId"].startswith("req_")
 
 
 @pytest.mark.parametrize(
@@ -172,10 +168,10 @@ async def test_liveness_follows_the_loop(poller: Poller) -> None:
 
 
 async def test_a_stalled_loop_is_not_alive(upstream: TestServer) -> None:
-    clock = Clock()
+    clock = FakeTime()
     settings = Settings(api_key=Secret(FAKE_KEY), api_url=str(upstream.make_url("/")), interval=1)
     async with Poller(
-        settings, EnvKey(Secret(FAKE_KEY)), log=structlog.get_logger(), mono=clock
+        settings, EnvKey(Secret(FAKE_KEY)), log=structlog.get_logger(), clock=Clock(mono=clock)
     ) as poller:
         scenario(upstream).scenario.delay = 3600  # the request never ends on its own...
         poller.start()

@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import functools
 import re
-import signal
-import subprocess
 import time
-import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.monitoring import SERIES_NAMES, alert_names, dashboard_queries, load_dashboard
-from tests.support import emulator, free_port, http, sidecar, wait_for
-from tests.tools import tool
+from tests.monitoring import (
+    SERIES_NAMES,
+    alert_names,
+    api,
+    dashboard_queries,
+    load_dashboard,
+    prometheus,
+)
+from tests.support import emulator, sidecar, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -57,58 +58,6 @@ def e2e_config(target: str) -> dict[str, Any]:
     return config
 
 
-@contextmanager
-def prometheus(tmp: Path, config: dict[str, Any]) -> Iterator[str]:
-    """Prometheus on a free loopback port with its own TSDB under `tmp`; killed on the way out."""
-    binary, promtool = tool("prometheus"), tool("promtool")
-    config_file = tmp / "prometheus.yml"
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-    checked = subprocess.run(
-        [promtool, "check", "config", str(config_file)], capture_output=True, text=True, check=False
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp / "prometheus.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"prometheus exited with {proc.returncode}: {log.read_text()}")
-            return http("GET", url + "/-/ready", timeout=1).status == 200
-
-        wait_for(ready, timeout=20, what="Prometheus to be ready")
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def api(url: str, path: str, **params: str) -> Any:
-    reply = http("GET", f"{url}/api/v1/{path}?{urllib.parse.urlencode(params)}")
-    assert reply.status == 200, reply.body
-    body = reply.json()
-    assert body["status"] == "success", body
-    return body["data"]
-
-
 def query(url: str, expr: str) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = api(url, "query", query=expr)["result"]
     return result
@@ -120,7 +69,13 @@ def active_alerts(url: str) -> list[dict[str, Any]]:
 
 
 # What Grafana puts in for the dashboard's variables with "All" selected.
-GRAFANA_VARIABLES = {"$job": ".*", "$namespace": ".*", "$pod": ".*", "$__rate_interval": "1m"}
+GRAFANA_VARIABLES = {
+    "$job": ".*",
+    "$namespace": ".*",
+    "$pod": ".*",
+    "$instance": ".*",
+    "$__rate_interval": "1m",
+}
 LABEL_VALUES = re.compile(r"^label_values\((.*),\s*(\w+)\)$")
 
 

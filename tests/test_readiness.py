@@ -7,7 +7,17 @@ import json
 import pytest
 
 from sidecar.outcome import Answer, Failure, Outcome, Result, classify
-from sidecar.readiness import Instant, Reason, State, advance, key_unavailable, verdict
+from sidecar.readiness import (
+    HARD_STOP_REASONS,
+    Instant,
+    Reason,
+    State,
+    advance,
+    key_read,
+    key_unavailable,
+    stale_at,
+    verdict,
+)
 from tests.support import WHOAMI, error, ok
 
 STALE_AFTER = 90.0
@@ -214,3 +224,38 @@ def test_results_without_answers_are_accepted() -> None:
     state = advance(State(), Result(Outcome.NETWORK_ERROR), Instant(1.0, 1.0), min_credits=None)
     assert state.failing
     assert state.consecutive_failures == 1
+
+
+def test_every_hard_stop_has_its_reason_and_only_hard_stops_do() -> None:
+    hard_stops = {outcome for outcome in Outcome if outcome.hard_stop}
+    assert set(HARD_STOP_REASONS) == hard_stops
+    for outcome, reason in HARD_STOP_REASONS.items():
+        assert reason.value == outcome.value  # the same words on /readyz as in the logs
+    assert len(set(HARD_STOP_REASONS.values())) == len(HARD_STOP_REASONS)
+
+
+def test_a_new_key_drops_the_old_key_s_identity() -> None:
+    clock = Clock()
+    state = key_read(State(), "aaaa1111")
+    state = run(clock, ok(), state=state)
+    assert state.whoami is not None
+    assert key_read(state, "aaaa1111") is state  # the same key: nothing changes
+    rotated = key_read(state, "bbbb2222")
+    assert rotated.key_fingerprint == "bbbb2222"
+    assert rotated.whoami is None  # nothing of the old key is shown as the new one's
+    assert rotated.base == state.base  # the verdict changes on the new key's own answer
+    answered = run(clock, error(401, "UNAUTHENTICATED"), state=rotated)
+    assert answered.whoami is None
+    assert verdict(answered, clock.mono, stale_after=STALE_AFTER).reason is Reason.UNAUTHENTICATED
+
+
+def test_stale_at_is_when_a_good_verdict_runs_out() -> None:
+    clock = Clock()
+    state = run(clock, ok())
+    assert stale_at(state, stale_after=STALE_AFTER) is None  # not failing
+    success = clock.mono
+    clock.advance(5)
+    state = run(clock, error(500), state=state)
+    assert stale_at(state, stale_after=STALE_AFTER) == success + STALE_AFTER
+    hard = run(clock, error(401), state=state)
+    assert stale_at(hard, stale_after=STALE_AFTER) is None  # a hard stop does not go stale

@@ -54,7 +54,7 @@ def test_control_characters_newlines_and_surrogates_are_escaped() -> None:
 def test_labels_pass_only_if_short_printable_and_unredacted() -> None:
     assert label("Acme Growth") == "Acme Growth"
     assert label("Café") == "Café"
-    for bad in ("\ud800", "a\nb", "x" * 200, f"key {REDACTED}", "\x00"):
+    for bad in ("\ud800", "a\nb", "x" * 200, f"key {REDACTED}", "\x00", escape("a\nb")):
         assert label(bad) == PLACEHOLDER
 
 

@@ -77,8 +77,19 @@ async def test_every_reason_fails_one_check(
 ) -> None:
     source.current = Verdict(False, reason)
     lines = (await (await client.get("/readyz?verbose")).text()).splitlines()
-    failed = [line for line in lines if line.startswith("[-]")]
+    failed = [line for line in lines if line.startswith("[-]") and "not called" not in line]
     assert failed == [f"[-]{check} failed: {reason.value}"]
+
+
+async def test_verbose_never_passes_whoami_when_no_call_was_made(
+    client: Client, source: FakeSource
+) -> None:
+    source.current = Verdict(False, Reason.KEY_UNAVAILABLE, "key file /k does not exist")
+    lines = (await (await client.get("/readyz?verbose")).text()).splitlines()
+    assert "[+]whoami ok" not in lines
+    assert "[-]whoami failed: not called while the api key is unavailable" in lines
+    assert "[-]api-key failed: key_unavailable: key file /k does not exist" in lines
+    assert lines[-1] == "readyz check failed"
 
 
 async def test_livez_follows_the_loop_not_the_upstream(client: Client, source: FakeSource) -> None:

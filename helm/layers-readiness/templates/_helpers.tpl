@@ -49,17 +49,21 @@ app.kubernetes.io/part-of: layers-readiness
 {{- end }}
 
 {{/*
-The PromQL label matchers that scope this release's alerts: the pods' namespace and, when this
-chart's PodMonitor scrapes them under its default job label, that job ("<namespace>/<name>" is
-what the Prometheus Operator gives a PodMonitor's targets). prometheusRule.scope replaces it.
+The PromQL label matchers that scope this release's alerts of rule group `group`: the pods'
+namespace and, when this chart's PodMonitor scrapes them under its default job label, that job
+("<namespace>/<name>" is what the Prometheus Operator gives a PodMonitor's targets).
+prometheusRule.scope replaces it. Takes (dict "root" $ "group" <group name>): a group whose
+series another PodMonitor scrapes names that one's job here.
 */}}
 {{- define "layers-readiness.ruleScope" -}}
-{{- if .Values.prometheusRule.scope }}
-{{- .Values.prometheusRule.scope }}
-{{- else if and .Values.podMonitor.enabled (not .Values.podMonitor.jobLabel) }}
-{{- printf "namespace=%q, job=%q" .Release.Namespace (printf "%s/%s" (.Values.podMonitor.namespace | default .Release.Namespace) (include "layers-readiness.fullname" .)) }}
+{{- $root := .root }}
+{{- $values := $root.Values }}
+{{- if $values.prometheusRule.scope }}
+{{- $values.prometheusRule.scope }}
+{{- else if and $values.podMonitor.enabled (not $values.podMonitor.jobLabel) }}
+{{- printf "namespace=%q, job=%q" $root.Release.Namespace (printf "%s/%s" ($values.podMonitor.namespace | default $root.Release.Namespace) (include "layers-readiness.fullname" $root)) }}
 {{- else }}
-{{- printf "namespace=%q" .Release.Namespace }}
+{{- printf "namespace=%q" $root.Release.Namespace }}
 {{- end }}
 {{- end }}
 

@@ -1,0 +1,188 @@
+"""A hostile upstream: a raw asyncio socket server that answers with exactly the bytes a test sets.
+
+No HTTP library in between, so a test can send what no well-behaved server would: duplicate JSON
+names, lone surrogates, a malformed status line, a header with a control character, a body that
+never matches its Content-Length. Runs its own event loop in a thread, on loopback, and records
+every request it receives (head only, bounded) with the time it arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.support import Process, wait_for
+
+# The answer to one request: bytes, or a function of the request head that returns them.
+Reply = bytes | Callable[[bytes], bytes]
+
+MAX_HEAD = 64 * 1024
+
+
+def response(
+    status: int = 200,
+    body: bytes | str | Any = b"",
+    *,
+    headers: Mapping[str, str] | None = None,
+    reason: str = "Whatever",
+    raw_headers: bytes = b"",
+) -> bytes:
+    """One HTTP/1.1 answer with Content-Length and Connection: close; JSON for non-bytes bodies."""
+    if isinstance(body, str):
+        body = body.encode("utf-8", errors="surrogatepass")
+    elif not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json"]
+    head += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    head += [f"Content-Length: {len(body)}", "Connection: close"]
+    return (
+        "\r\n".join(head).encode("utf-8", errors="surrogatepass")
+        + b"\r\n"
+        + raw_headers
+        + (b"\r\n" + body)
+    )
+
+
+@dataclass
+class Request:
+    head: bytes
+    at: float
+
+    def header(self, name: str) -> str | None:
+        for line in self.head.decode("latin-1").split("\r\n")[1:]:
+            key, _, value = line.partition(":")
+            if key.strip().lower() == name.lower():
+                return value.strip()
+        return None
+
+
+@dataclass
+class Hostile:
+    url: str = ""
+    reply: Reply = b""
+    requests: list[Request] = field(default_factory=list)
+
+    def set(self, reply: Reply) -> int:
+        """Answers every later request with `reply`; returns how many requests came before."""
+        count = len(self.requests)
+        self.reply = reply
+        return count
+
+    def since(self, mark: int) -> list[Request]:
+        return self.requests[mark:]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(10):
+                head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            writer.close()
+            return
+        self.requests.append(Request(head[:MAX_HEAD], time.monotonic()))
+        reply = self.reply
+        data = reply(head) if callable(reply) else reply
+        with suppress(ConnectionError):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        with suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+@contextmanager
+def hostile(reply: Reply = b"") -> Iterator[Hostile]:
+    server = Hostile(reply=reply)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    stop: asyncio.Future[None] | None = None
+
+    async def main() -> None:
+        nonlocal stop
+        stop = loop.create_future()
+        listener = await asyncio.start_server(server._serve, "127.0.0.1", 0, limit=MAX_HEAD)
+        server.url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+        started.set()
+        async with listener:
+            await stop
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    started.wait(10)
+    try:
+        yield server
+    finally:
+        assert stop is not None
+        loop.call_soon_threadsafe(stop.set_result, None)
+        thread.join(10)
+        loop.close()
+
+
+# A healthy whoami body, and the sidecar helpers the hostile cases share.
+
+GOOD: dict[str, Any] = {
+    "organizationId": "2481fa5c-a404-44ed-a561-565392499abc",
+    "workspaceId": "2481fa5c-a404-44ed-a561-565392499abc",
+    "organizationName": "Acme Growth",
+    "scopes": [],
+    "rateLimitTier": "standard",
+    "killSwitch": False,
+    "apiAccessRevoked": False,
+    "apiKeyId": "c2037bb9-354d-4662-96b7-97a28ad6b6e1",
+    "creditBalance": 2540,
+}
+
+
+def good(**changes: Any) -> bytes:
+    return response(200, {**GOOD, **changes}, headers={"X-Request-Id": "req_good"})
+
+
+def members(*pairs: tuple[str, Any], pad: int = 0) -> bytes:
+    """A JSON object written member by member, so a name may come twice; `pad` adds a filler
+    member of that many bytes at the end."""
+    parts = [f"{json.dumps(name)}: {json.dumps(value)}" for name, value in pairs]
+    if pad:
+        parts.append(f'"padding": "{"x" * pad}"')
+    return ("{" + ", ".join(parts) + "}").encode()
+
+
+def readyz(sc: Process) -> tuple[int, str]:
+    reply = sc.get("/readyz", timeout=5)
+    return reply.status, reply.body.strip()
+
+
+def wait_verdict(sc: Process, status: int, body: str, timeout: float = 15) -> None:
+    wait_for(lambda: readyz(sc) == (status, body), timeout=timeout, what=f"/readyz {body!r}")
+
+
+def wait_event(
+    sc: Process, event: str, *, after: int = 0, timeout: float = 15, **match: Any
+) -> dict[str, Any]:
+    """The first log line after index `after` with this event and these fields."""
+
+    def found() -> dict[str, Any] | None:
+        for line in sc.log_events()[after:]:
+            if line.get("event") == event and all(line.get(k) == v for k, v in match.items()):
+                return line
+        return None
+
+    return wait_for(found, timeout=timeout, what=f"log {event!r} {match}")
+
+
+def assert_alive(sc: Process) -> None:
+    assert sc.proc.poll() is None, sc.stderr
+    assert sc.get("/livez").status == 200
+
+
+def leaks(text: str, secret: str, shortest: int = 6) -> list[str]:
+    """Every run of `shortest` characters of `secret` found in `text`."""
+    return [
+        secret[i : i + shortest]
+        for i in range(len(secret) - shortest + 1)
+        if secret[i : i + shortest] in text
+    ]

@@ -1,0 +1,193 @@
+"""`check`'s retry loop in-process against the emulator over loopback, on a fake clock: the
+deadline logic without subprocesses and without waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
+
+from sidecar import emulator
+from sidecar.check import (
+    EXIT_BILLING,
+    EXIT_DEADLINE,
+    EXIT_READY,
+    EXIT_UNAUTHENTICATED,
+    run_check,
+    shown_url,
+)
+from sidecar.keys import EnvKey, FileKey
+from sidecar.poller import Clock
+from sidecar.settings import EXIT_CONFIG, Secret, Settings
+from tests.support import FAKE_KEY
+
+MakeServer = Callable[[web.Application], Awaitable[TestServer]]
+Logs = list[MutableMapping[str, Any]]
+
+
+class FakeClock:
+    """Monotonic time that only moves when check sleeps; every sleep is recorded."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def mono(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+    def clock(self) -> Clock:
+        return Clock(mono=self.mono, sleep=self.sleep)
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: MakeServer) -> TestServer:
+    return await aiohttp_server(emulator.make_app(structlog.get_logger(component="emulator")))
+
+
+@pytest.fixture
+def logs() -> Iterator[Logs]:
+    with capture_logs() as captured:
+        yield captured
+
+
+def scenario(server: TestServer) -> emulator.Emulator:
+    return server.app[emulator.EMULATOR]
+
+
+def settings(server: TestServer, **changes: Any) -> Settings:
+    values: dict[str, Any] = {"api_url": str(server.make_url("/")).rstrip("/"), **changes}
+    return Settings(api_key=Secret(FAKE_KEY), **values)
+
+
+async def check(server: TestServer, fake: FakeClock, **changes: Any) -> int:
+    return await run_check(settings(server, **changes), structlog.get_logger(), clock=fake.clock())
+
+
+def own(logs: Logs) -> Logs:
+    return [e for e in logs if e.get("component") != "emulator"]
+
+
+async def test_a_healthy_key_passes_in_one_attempt(upstream: TestServer, logs: Logs) -> None:
+    assert await check(upstream, FakeClock()) == EXIT_READY
+    [line] = own(logs)
+    assert line["event"] == "check passed"
+    assert line["apiKeyId"] == emulator.api_key_id("k1")
+    assert line["url"].endswith("/v1/whoami")
+
+
+async def test_transients_are_retried_with_back_off_until_the_deadline(
+    upstream: TestServer, logs: Logs
+) -> None:
+    scenario(upstream).scenario.failure = "server_error"
+    fake = FakeClock()
+    assert await check(upstream, fake, deadline=10.0, interval=30.0) == EXIT_DEADLINE
+    assert sum(fake.sleeps) <= 10.0  # never slept past the deadline
+    assert len(fake.sleeps) >= 3
+    assert max(fake.sleeps) > min(fake.sleeps)  # backing off, not a fixed beat
+    assert scenario(upstream).whoami_requests == len(fake.sleeps) + 1
+    *retries, last = own(logs)
+    assert {r["event"] for r in retries} == {"check retrying"}
+    assert [r["attempt"] for r in retries] == list(range(1, len(retries) + 1))
+    assert last["event"] == "check failed"
+    assert last["exitCode"] == EXIT_DEADLINE
+    assert last["reason"] == "server_error"  # what happened, never "starting"
+    assert "no good answer within --deadline 10s" in last["detail"]
+    assert "HTTP 500" in last["detail"]
+    assert last["attempts"] == len(retries) + 1
+
+
+async def test_a_retry_after_longer_than_the_deadline_ends_now(
+    upstream: TestServer, logs: Logs
+) -> None:
+    current = scenario(upstream).scenario
+    current.failure, current.retryAfter = "rate_limited", 30
+    fake = FakeClock()
+    assert await check(upstream, fake, deadline=5.0) == EXIT_DEADLINE
+    assert fake.sleeps == []  # no second whoami before the upstream's Retry-After
+    assert scenario(upstream).whoami_requests == 1
+    [line] = own(logs)
+    assert line["reason"] == "rate_limited"
+    assert "asked to wait 30s" in line["detail"]
+    assert "--deadline 5s" in line["detail"]
+
+
+async def test_a_retry_after_within_the_deadline_is_honoured(upstream: TestServer) -> None:
+    current = scenario(upstream).scenario
+    current.failure, current.retryAfter = "rate_limited", 3
+    fake = FakeClock()
+
+    async def sleep_then_clear(seconds: float) -> None:
+        await FakeClock.sleep(fake, seconds)
+        current.failure = None
+
+    clock = Clock(mono=fake.mono, sleep=sleep_then_clear)
+    code = await run_check(settings(upstream, deadline=60.0), structlog.get_logger(), clock=clock)
+    assert code == EXIT_READY
+    assert fake.sleeps == [3]
+
+
+async def test_a_hard_stop_ends_at_once_in_one_line(upstream: TestServer, logs: Logs) -> None:
+    scenario(upstream).scenario.failure = "billing_exhausted"
+    fake = FakeClock()
+    assert await check(upstream, fake) == EXIT_BILLING
+    assert fake.sleeps == []
+    [line] = own(logs)
+    assert (line["event"], line["reason"]) == ("check failed", "billing_exhausted")
+    assert line["requestId"].startswith("req_")
+
+
+async def test_a_wrong_url_is_named(upstream: TestServer, logs: Logs) -> None:
+    wrong = settings(upstream, api_url=str(upstream.make_url("/nope")))
+    code = await run_check(wrong, structlog.get_logger(), clock=FakeClock().clock())
+    assert code == EXIT_UNAUTHENTICATED  # a 404: wrong URL or key
+    [line] = own(logs)
+    assert line["url"].endswith("/nope/v1/whoami")
+    assert "HTTP 404" in line["detail"]
+
+
+async def test_a_missing_key_file_is_a_configuration_error(
+    upstream: TestServer, logs: Logs, tmp_path: Path
+) -> None:
+    keys = FileKey(tmp_path / "absent")
+    code = await run_check(
+        settings(upstream), structlog.get_logger(), keys=keys, clock=FakeClock().clock()
+    )
+    assert code == EXIT_CONFIG
+    [line] = own(logs)
+    assert line["reason"] == "key_unavailable"
+    assert "does not exist" in line["detail"]
+    assert "apiKeyId" not in line  # no None placeholders
+
+
+async def test_check_ends_within_a_tenth_of_a_second_of_the_deadline(
+    upstream: TestServer,
+) -> None:
+    scenario(upstream).scenario.delay = 30  # an upstream that never answers in time
+    started = time.monotonic()
+    code = await run_check(
+        settings(upstream, deadline=0.5, timeout=10.0),
+        structlog.get_logger(),
+        keys=EnvKey(Secret(FAKE_KEY)),
+    )
+    assert code == EXIT_DEADLINE
+    assert time.monotonic() - started < 0.5 + 0.1
+
+
+def test_a_url_is_shown_without_credentials() -> None:
+    assert shown_url("https://user:pw@api.example:8443/v1/whoami") == (
+        "https://api.example:8443/v1/whoami"
+    )
+    assert shown_url("https://api.layers.com/v1/whoami") == "https://api.layers.com/v1/whoami"

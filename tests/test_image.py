@@ -1,0 +1,306 @@
+"""The image, built from the Dockerfile and run as a pod would run it.
+
+One build per session (see `tests/image.py` for how: buildah, podman with runc, real or
+Debian-made base images). The build gets a CA bundle as the `ca` build secret, the way a user
+behind a TLS-intercepting proxy builds; it must not end up in the image. The built image then
+runs as uid 65532 with a read-only root filesystem, no capabilities and no shell, against the
+emulator on loopback: `check` exits 0 and 5 as documented, `serve` answers `/readyz` and its
+`/metrics` passes `promtool check metrics`, and it writes nothing but the mounted /tmp.
+
+The output says which base images were used and how large the image is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sidecar import __version__
+from tests import image
+from tests.image import KEY_FILE, Built, Sandbox, Store
+from tests.k8s import IMAGE_UID
+from tests.support import FAKE_KEY, Emulator, emulator, free_port, http, wait_for
+from tests.tools import tool
+
+pytestmark = pytest.mark.image
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def st() -> Store:
+    # buildah or podman missing fails with the command that installs them (tests/tools.py).
+    return image.store()
+
+
+@dataclass(frozen=True)
+class CaBundle:
+    path: Path
+    marker: str  # a line appended to the bundle, found nowhere else
+
+
+@pytest.fixture(scope="module")
+def ca_bundle(tmp_path_factory: pytest.TempPathFactory) -> CaBundle | None:
+    """This machine's CA bundle (which trusts a TLS-intercepting proxy if there is one)."""
+    system = Path(os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt")
+    if not system.is_file():
+        return None
+    marker = f"# layers-readiness build-secret marker {uuid.uuid4().hex}"
+    bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
+    # PEM readers skip text outside BEGIN/END blocks, so the marker leaves the bundle valid.
+    bundle.write_text(system.read_text() + f"\n{marker}\n")
+    return CaBundle(bundle, marker)
+
+
+def git_revision() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(image.ROOT), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return done.stdout.strip() if done.returncode == 0 else "0" * 40
+
+
+def announce(config: pytest.Config, text: str) -> None:
+    """A line in the test output even under capture: which bases, how long, how large."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if capture is None or reporter is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(f"\n[image] {text}")
+
+
+@pytest.fixture(scope="module")
+def built(st: Store, ca_bundle: CaBundle | None, pytestconfig: pytest.Config) -> Iterator[Built]:
+    bases = image.bases(st)
+    announce(pytestconfig, f"building with {bases.describe()}")
+    ref = f"localhost/layers-readiness:test-{os.getpid()}"
+    result = image.build(
+        st,
+        bases,
+        ref=ref,
+        build_args={"VERSION": __version__, "REVISION": git_revision()},
+        ca_bundle=None if ca_bundle is None else ca_bundle.path,
+    )
+    announce(
+        pytestconfig,
+        f"built {ref} in {result.seconds:.0f} s (storage {st.driver}, runtime "
+        f"{st.runtime or 'podman default'}): {result.size / MiB:.1f} MiB unpacked, "
+        f"{(result.size - result.base_size) / MiB:.1f} MiB over the runtime base, "
+        f"{result.pulled_size / MiB:.1f} MiB compressed layers; CA bundle as build secret: "
+        f"{'yes' if ca_bundle else 'no'}",
+    )
+    try:
+        yield result
+    finally:
+        image.remove_image(st, ref)
+
+
+@pytest.fixture(scope="module")
+def rootfs(st: Store, built: Built) -> Iterator[Path]:
+    with image.mounted(st, built.ref) as path:
+        yield path
+
+
+# --- what was built -----------------------------------------------------------------------------
+
+
+def test_labels_carry_the_source_version_and_revision(st: Store, built: Built) -> None:
+    labels = image.config(st, built.ref)["config"]["Labels"]  # type: ignore[index]
+    assert labels["org.opencontainers.image.version"] == __version__
+    assert labels["org.opencontainers.image.revision"] == built.build_args["REVISION"]
+    assert re.fullmatch(r"[0-9a-f]{40}", labels["org.opencontainers.image.revision"])
+    assert re.fullmatch(r"https://\S+", labels["org.opencontainers.image.source"])
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+
+
+def test_runs_as_the_fixed_user_with_the_program_as_entrypoint(st: Store, built: Built) -> None:
+    cfg = image.config(st, built.ref)["config"]
+    assert isinstance(cfg, dict)
+    assert cfg["User"] == f"{IMAGE_UID}:{IMAGE_UID}"
+    assert cfg["Entrypoint"] == ["layers-sidecar"]
+    assert cfg["Cmd"] == ["serve"]
+    assert "8080/tcp" in cfg["ExposedPorts"]
+
+
+def test_the_ca_bundle_is_used_for_the_build_but_not_kept(
+    st: Store, built: Built, rootfs: Path, ca_bundle: CaBundle | None
+) -> None:
+    if ca_bundle is None:
+        pytest.skip("no CA bundle on this machine to pass as a build secret")
+    assert not (rootfs / "run/secrets/ca").exists()
+    # No file of the image, and nothing in its config or history, holds the bundle's marker.
+    grep = subprocess.run(
+        ["grep", "-r", "-l", "-F", "--no-messages", ca_bundle.marker, str(rootfs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert grep.returncode == 1, f"the CA bundle is in the image: {grep.stdout}"
+    metadata = json.dumps(image.config(st, built.ref))
+    assert ca_bundle.marker not in metadata
+    assert "/run/secrets/ca" not in json.dumps(image.config(st, built.ref)["config"])
+
+
+def test_the_runtime_has_no_shell_and_no_pip(rootfs: Path) -> None:
+    for shell in image.SHELLS:
+        assert not (rootfs / shell.lstrip("/")).exists(), shell
+    venv_bin = rootfs / "opt/venv/bin"
+    assert (venv_bin / "layers-sidecar").is_file()
+    assert not list(venv_bin.glob("pip*"))
+    # The venv's interpreter is the base image's Debian 12 Python 3.11, whichever base was used.
+    assert os.readlink(venv_bin / "python3") == "/usr/bin/python3"
+    assert (rootfs / "usr/bin/python3.11").is_file()
+
+
+# --- run as a pod runs it -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[Emulator]:
+    with emulator(tmp_path) as em:
+        yield em
+
+
+@pytest.fixture
+def key_dir(tmp_path: Path) -> Path:
+    """The Secret as the kubelet mounts it: a directory with one file the pod's user can read."""
+    directory = tmp_path / "secret"
+    directory.mkdir()
+    (directory / "api-key").write_text(FAKE_KEY)
+    directory.chmod(0o755)
+    (directory / "api-key").chmod(0o644)
+    return directory
+
+
+@pytest.fixture
+def writable_tmp(tmp_path: Path) -> Path:
+    """The one writable place, as an `emptyDir` at /tmp would be."""
+    directory = tmp_path / "container-tmp"
+    directory.mkdir()
+    directory.chmod(0o1777)
+    return directory
+
+
+def sandbox(upstream: Emulator, key_dir: Path, writable_tmp: Path, **env: str) -> Sandbox:
+    return Sandbox(
+        tmp=writable_tmp,
+        key_dir=key_dir,
+        env={"LAYERS_API_URL": upstream.url, "LAYERS_API_KEY_FILE": KEY_FILE, **env},
+    )
+
+
+PROBE = """
+import errno, json, os
+def write(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines()
+              if ":\\t" in line)
+print(json.dumps({
+    "uid": os.getuid(), "gid": os.getgid(),
+    "CapEff": status["CapEff"].strip(), "CapBnd": status["CapBnd"].strip(),
+    "NoNewPrivs": status["NoNewPrivs"].strip(),
+    "write /": write("/probe"), "write /opt/venv": write("/opt/venv/probe"),
+    "write /home": write("/home/probe"), "write /tmp": write("/tmp/probe"),
+}))
+"""
+
+
+def test_the_sandbox_is_what_the_manifests_ask_for(
+    st: Store, built: Built, writable_tmp: Path
+) -> None:
+    # The image's own Python, entered directly: no shell is involved anywhere.
+    probe = Sandbox(tmp=writable_tmp, entrypoint="/usr/bin/python3")
+    done = image.run_once(st, built.ref, probe, "-c", PROBE)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["uid"] == seen["gid"] == IMAGE_UID
+    assert seen["CapEff"] == seen["CapBnd"] == "0000000000000000"
+    assert seen["NoNewPrivs"] == "1"
+    assert seen["write /"] == seen["write /opt/venv"] == seen["write /home"] == "EROFS"
+    assert seen["write /tmp"] == "ok"
+    assert (writable_tmp / "probe").read_text() == "x"
+
+
+def test_check_exits_0_against_a_healthy_key(
+    st: Store, built: Built, upstream: Emulator, key_dir: Path, writable_tmp: Path
+) -> None:
+    done = image.run_once(st, built.ref, sandbox(upstream, key_dir, writable_tmp), "check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert upstream.whoami_requests() >= 1
+    assert FAKE_KEY not in done.stdout + done.stderr
+
+
+def test_check_exits_5_on_the_kill_switch(
+    st: Store, built: Built, upstream: Emulator, key_dir: Path, writable_tmp: Path
+) -> None:
+    upstream.set(killSwitch=True)
+    done = image.run_once(st, built.ref, sandbox(upstream, key_dir, writable_tmp), "check")
+    assert done.returncode == 5, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("read_only", [True, False], ids=["read-only-root", "writable-root"])
+def test_serve_is_ready_exports_valid_metrics_and_writes_nothing(
+    st: Store,
+    built: Built,
+    upstream: Emulator,
+    key_dir: Path,
+    writable_tmp: Path,
+    read_only: bool,
+) -> None:
+    port = free_port()
+    base = sandbox(
+        upstream,
+        key_dir,
+        writable_tmp,
+        LAYERS_SIDECAR_LISTEN=f"127.0.0.1:{port}",
+        LAYERS_SIDECAR_INTERVAL="200ms",
+    )
+    box = dataclasses.replace(base, read_only=read_only)
+    url = f"http://127.0.0.1:{port}"
+    with image.started(st, built.ref, box) as container:  # CMD: serve
+
+        def ready() -> bool:
+            if not container.running():
+                raise AssertionError(f"serve exited:\n{container.logs()}")
+            return http("GET", url + "/readyz", timeout=2).status == 200
+
+        wait_for(ready, timeout=60, what="/readyz 200 from the container")
+        wait_for(lambda: upstream.whoami_requests() >= 3, timeout=30, what="three polls")
+        metrics = http("GET", url + "/metrics", timeout=5)
+        assert metrics.status == 200
+        assert "layers_" in metrics.body
+        checked = subprocess.run(
+            [tool("promtool"), "check", "metrics"],
+            input=metrics.body,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert container.stop() == 0, container.logs()  # SIGTERM: a clean shutdown
+        assert FAKE_KEY not in container.logs()
+        # Even where it could write (a writable root), it wrote nothing outside /tmp: its root
+        # layer holds only what the runtime puts there for any program (mount points).
+        assert container.diff() == image.runtime_diff(st, built.ref, box)
+    # ... and nothing in /tmp either.
+    assert list(writable_tmp.iterdir()) == []
