@@ -37,6 +37,7 @@ import structlog
 from sidecar.keys import EnvKey
 from sidecar.outcome import Outcome
 from sidecar.poller import Poller
+from sidecar.readiness import Event
 from sidecar.settings import Secret, Settings
 from sidecar.testing import Process, clean_env, emulator, free_port, hub, start, wait_for
 
@@ -81,8 +82,11 @@ class Sidecar:
     failed: int = 0
     switched_at: float | None = None
 
-    def observe(self, outcome: Outcome, seconds: float) -> None:
-        self.latencies.append(seconds)
+    def observe(self, event: Event) -> None:
+        if event.result is None:
+            return
+        outcome = event.result.outcome
+        self.latencies.append(event.elapsed)
         if outcome.transient:
             self.failed += 1
         if outcome is Outcome.KILL_SWITCH and self.switched_at is None:
@@ -107,7 +111,7 @@ class Fleet:
         for key in self._keys:
             sidecar = Sidecar()
             poller = Poller(
-                self._settings, EnvKey(Secret(key)), log=self._log, on_result=sidecar.observe
+                self._settings, EnvKey(Secret(key)), log=self._log, observers=[sidecar.observe]
             )
             await self._stack.enter_async_context(poller)
             self.sidecars.append(sidecar)
