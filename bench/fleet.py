@@ -27,7 +27,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -39,7 +39,16 @@ from sidecar.outcome import Outcome
 from sidecar.poller import Poller
 from sidecar.readiness import Event
 from sidecar.settings import Secret, Settings
-from sidecar.testing import Process, clean_env, emulator, free_port, hub, start, wait_for
+from sidecar.testing import (
+    Emulator,
+    Process,
+    clean_env,
+    emulator,
+    free_port,
+    hub,
+    start,
+    wait_for,
+)
 
 from .common import ROOT, Plan, cpu_seconds, percentile, rss_mib
 
@@ -59,6 +68,8 @@ STARTUP_LIMIT: Final = 30.0
 # The latency probe beside the fleet: this many requests a second, over this many keys at most.
 PROBE_RATE: Final = 20.0
 PROBE_KEYS: Final = 100
+# The cross-check with real `serve` processes, one interpreter each: small N only.
+SERVE_PROCESSES: Final = 10
 
 
 def fleet_key(i: int) -> str:
@@ -424,6 +435,73 @@ async def _failover(plan: Plan, upstream_url: str, n: int, phase: float) -> dict
     }
 
 
+def _serve_processes(plan: Plan, emu: Emulator, mode: str, n: int, window: float) -> dict[str, Any]:
+    """The same run with N real `serve` processes, probed on /readyz as a kubelet would."""
+    interval = DIRECT_INTERVAL if mode == "direct" else HUB_INTERVAL
+    emu.reset()
+    emu.set(rateLimitPerMinute=1_000_000_000)
+    with ExitStack() as stack:
+        api_url = emu.url
+        if mode == "hub":
+            api_url = stack.enter_context(_hub(plan, emu.url)).url
+        sidecars: list[Process] = []
+        for i in range(n):
+            port = free_port()
+            env = clean_env(
+                LAYERS_API_KEY=KEY,
+                LAYERS_API_URL=api_url,
+                LAYERS_SIDECAR_LISTEN=f"127.0.0.1:{port}",
+                LAYERS_SIDECAR_INTERVAL=f"{interval:g}s",
+                LAYERS_SIDECAR_LOG_LEVEL="warning",
+            )
+            name = f"serve-{mode}-{i}"
+            url = f"http://127.0.0.1:{port}"
+            sidecar = start(
+                ["serve"], env=env, tmp=plan.tmp, name=name, url=url, ready_path="/livez"
+            )
+            stack.callback(sidecar.stop, signal.SIGKILL)
+            sidecars.append(sidecar)
+
+        def statuses() -> list[int]:
+            return [sidecar.get("/readyz", timeout=5).status for sidecar in sidecars]
+
+        limit = 2 * interval + HUB_TTL + STARTUP_LIMIT
+        wait_for(lambda: set(statuses()) == {200}, timeout=limit, what="every serve ready")
+        calls, started = emu.whoami_requests(), time.monotonic()
+        time.sleep(window)
+        elapsed = time.monotonic() - started
+        calls = emu.whoami_requests() - calls
+
+        def flip(kill: bool, status: int) -> list[float]:
+            seen: dict[int, float] = {}
+            began = time.perf_counter()
+            emu.set(killSwitch=kill)
+            deadline = time.monotonic() + limit
+            while len(seen) < n and time.monotonic() < deadline:
+                for i, answer in enumerate(statuses()):
+                    if answer == status and i not in seen:
+                        seen[i] = time.perf_counter() - began
+                time.sleep(0.01)
+            if len(seen) < n:
+                raise RuntimeError(
+                    f"fleet: {n - len(seen)} serve processes never answered {status}"
+                )
+            return list(seen.values())
+
+        detect = flip(True, 503)
+        recover = flip(False, 200)
+    return {
+        "mode": f"{mode}, {n} serve processes",
+        "n": n,
+        "window_s": elapsed,
+        "upstream_calls": calls,
+        "upstream_calls_per_minute": calls / elapsed * MINUTE,
+        "detect_p50_s": percentile(detect, 50),
+        "detect_max_s": max(detect),
+        "recover_all_s": max(recover),
+    }
+
+
 def _brief(result: dict[str, Any]) -> str:
     return ", ".join(
         f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
@@ -443,6 +521,10 @@ def run(plan: Plan) -> dict[str, Any]:
                 runs.append(_one_run(plan, emu.url, mode, n, window))
                 runs[-1]["wall_s"] = time.monotonic() - started
                 print(f"bench: fleet {mode} N={n}: {_brief(runs[-1])}", file=sys.stderr)
+        processes = []
+        for mode in ("direct", "hub"):
+            processes.append(_serve_processes(plan, emu, mode, SERVE_PROCESSES, window))
+            print(f"bench: fleet {processes[-1]['mode']}: {_brief(processes[-1])}", file=sys.stderr)
         many = _many_keys(plan, emu.url, sizes[-1], window)
         print(f"bench: fleet one key per sidecar: {_brief(many)}", file=sys.stderr)
         failover = asyncio.run(_failover(plan, emu.url, sizes[-1], plan.pick(10, 5)))
@@ -458,6 +540,7 @@ def run(plan: Plan) -> dict[str, Any]:
         "hub_ttl_s": HUB_TTL,
         "timeout_s": TIMEOUT,
         "runs": runs,
+        "serve_processes": processes,
         "many_keys": many,
         "failover": failover,
         "hub_spread": spread,

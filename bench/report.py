@@ -394,6 +394,22 @@ def _fleet(fleet: dict[str, Any]) -> list[str]:
                 else "— | — | — |"
             )
         )
+    processes = fleet.get("serve_processes") or []
+    if processes:
+        lines += [
+            "",
+            f"The same with {processes[0]['n']} real `serve` processes (one interpreter each), "
+            "their `/readyz` probed in turn every 10 ms or so:",
+            "",
+            "| mode | upstream calls/min | kill switch → 503, p50 / max | back to 200, all |",
+            "| --- | --- | --- | --- |",
+        ]
+        for r in processes:
+            lines.append(
+                f"| {r['mode']} | {r['upstream_calls_per_minute']:,.1f} | "
+                f"{r['detect_p50_s']:.2f} s / {r['detect_max_s']:.2f} s | "
+                f"{r['recover_all_s']:.2f} s |"
+            )
     failover = fleet["failover"]
     rates = failover["upstream_calls_per_minute"]
     polled = failover["polls_per_minute"]
