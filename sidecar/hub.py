@@ -250,8 +250,8 @@ class Hub:
         if result.outcome is Outcome.OK or result.outcome.hard_stop:
             self._log.debug("upstream", **context)
         else:
-            # answer.detail names host and port at most (see whoami._describe), never the key.
-            self._repeated("upstream failed", result.outcome.value, detail=answer.detail, **context)
+            # The result's detail, not the answer's: redacted against this key and escaped.
+            self._repeated("upstream failed", result.outcome.value, detail=result.detail, **context)
         return entry
 
     def busy(self, retry_after: float) -> None:
