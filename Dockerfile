@@ -2,7 +2,12 @@
 #
 # layers-readiness: the `layers-sidecar` command in a small, non-root, read-only image.
 #
-#   docker build -t ghcr.io/OWNER/layers-readiness:0.1.0 .
+#   docker build -t ghcr.io/OWNER/layers-readiness:0.1.0 \
+#     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
+#
+# Add `--secret id=ca,src=/etc/ssl/certs/ca-certificates.crt` behind a TLS-intercepting proxy
+# (see the pip step). `podman build` and `buildah bud` take the same arguments. DEBIAN_IMAGE and
+# RUNTIME_IMAGE swap the base images for mirrors (or, in the tests, for Debian-made stand-ins).
 #
 # Two stages. The build stage has pip and a Debian Python; it installs the project and its
 # dependencies (wheels only: nothing is compiled) into a virtual environment at /opt/venv.

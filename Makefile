@@ -27,7 +27,7 @@ demo: $(VENV)/.runtime
 # The image tools are Debian packages; where they cannot be installed, tests/test_image.py says so
 # (and fails under CI=true) instead of `make` stopping here.
 tools:
-	scripts/install-tools prometheus curl
+	scripts/install-tools prometheus curl openssl
 	scripts/install-tools buildah podman runc debootstrap \
 	  || echo "warning: could not install the image tools (buildah podman runc debootstrap)" >&2
 

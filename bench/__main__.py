@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from . import boot, detect, economy, fleet, machine, probe, profile, report, soak
+from . import boot, detect, economy, fleet, hostile, machine, probe, profile, report, soak
 from .common import OUT_DIR, Plan
 
 SUITES: Final[dict[str, Callable[[Plan], dict[str, Any]]]] = {
@@ -25,6 +25,7 @@ SUITES: Final[dict[str, Callable[[Plan], dict[str, Any]]]] = {
     "boot": boot.run,
     "economy": economy.run,
     "fleet": fleet.run,
+    "hostile": hostile.run,
     "profile": profile.run,
 }
 

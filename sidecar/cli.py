@@ -1,22 +1,32 @@
 """The `layers-sidecar` command: serve, check, emulate, demo; flags ↔ variables; exit codes.
 
 Flags, variables, defaults and `--help` all come from the tables in `settings` (OPTIONS and
-COMMANDS); see there for how a command declares its options. This module loads nothing but
-argparse and those tables: each command imports its own code when it runs, so the init
-container's `check` never pays for the HTTP server, prometheus-client or the emulator.
+COMMANDS); see there for how a command declares its options. Importing this module loads
+nothing (not even argparse, which `main` loads): each command imports its own code when it
+runs, so the init container's `check` never pays for the HTTP server, prometheus-client or the
+emulator.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from typing import NoReturn
 
 from . import __version__
-from .settings import COMMANDS, EXIT_CONFIG, OPTIONS, ConfigError, Settings, load_command
-from .settings import Command as CommandSpec
+
+# Not `typing.TYPE_CHECKING`: importing typing alone costs more than this whole module (mypy
+# treats any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping, Sequence
+    from typing import NoReturn
+
+    from .settings import Command as CommandSpec
+    from .settings import Settings
+
+# settings.EXIT_CONFIG, written here too so that a usage error needs no import (tested equal).
+EXIT_CONFIG = 2
 
 
 def _emulate_epilog() -> str:
@@ -35,24 +45,32 @@ def _emulate_epilog() -> str:
     )
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line and exit code 2, like a bad value."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_CONFIG, f"{self.prog}: {message} (see --help)\n")
-
-
 def _help(name: str, spec: CommandSpec) -> str:
+    from .settings import OPTIONS
+
     option = OPTIONS[name]
     default = spec.defaults.get(name, option.default)
+    meaning = spec.helps.get(name, option.help)
     if option.switch:
-        return f"{option.help} [{option.env}=true; off by default]"
+        return f"{meaning} [{option.env}=true; off by default]"
     shown = f"default {default}" if default else "unset by default"
-    return f"{option.help} [{option.env}; {shown}]"
+    return f"{meaning} [{option.env}; {shown}]"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+def build_parser(*, command: str | None = None) -> argparse.ArgumentParser:
+    """Every command's flags; the emulator's long epilog (which loads the scenario module) only
+    when `command` is emulate or not known yet."""
+    import argparse
+
+    from .settings import COMMANDS, OPTIONS
+
+    class Parser(argparse.ArgumentParser):
+        """argparse, but a usage mistake is one line and exit code 2, like a bad value."""
+
+        def error(self, message: str) -> NoReturn:
+            self.exit(EXIT_CONFIG, f"{self.prog}: {message} (see --help)\n")
+
+    parser = Parser(
         prog="layers-sidecar",
         description="Watch a Layers Partner API key through GET /v1/whoami: a readiness gate, "
         "a boot check and a Prometheus exporter.",
@@ -61,26 +79,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command, spec in COMMANDS.items():
+    for name, spec in COMMANDS.items():
         sub = commands.add_parser(
-            command,
+            name,
             help=spec.description,
             description=spec.description,
-            epilog=_emulate_epilog() if command == "emulate" else None,
+            epilog=_emulate_epilog() if name == "emulate" and command in (None, name) else None,
         )
-        for name in sorted(spec.options, key=list(OPTIONS).index):
-            option = OPTIONS[name]
+        for option_name in sorted(spec.options, key=list(OPTIONS).index):
+            option = OPTIONS[option_name]
             if option.switch:
                 sub.add_argument(
-                    spec.flag(name),
-                    dest=name,
+                    spec.flag(option_name),
+                    dest=option_name,
                     action="store_const",
                     const="true",
-                    help=_help(name, spec),
+                    help=_help(option_name, spec),
                 )
             else:
                 sub.add_argument(
-                    spec.flag(name), dest=name, metavar=option.metavar, help=_help(name, spec)
+                    spec.flag(option_name),
+                    dest=option_name,
+                    metavar=option.metavar,
+                    help=_help(option_name, spec),
                 )
     return parser
 
@@ -88,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _joined(argv: Sequence[str]) -> list[str]:
     """`--interval -1s` → `--interval=-1s`, so that a value that looks like a flag reaches the
     value check (one line naming the setting) instead of argparse's "expected one argument"."""
+    from .settings import COMMANDS, OPTIONS
+
     takes_value = {
         spec.flag(name)
         for spec in COMMANDS.values()
@@ -129,7 +152,11 @@ def _run(command: str, settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    args = build_parser().parse_args(_joined(sys.argv[1:] if argv is None else argv))
+    # The settings table is imported when the command runs, not with this module.
+    from .settings import COMMANDS, ConfigError, load_command
+
+    argv = _joined(sys.argv[1:] if argv is None else argv)
+    args = build_parser(command=next((a for a in argv if a in COMMANDS), None)).parse_args(argv)
     environ = os.environ if environ is None else environ
     command: str = args.command
     flags = {name: getattr(args, name) for name in COMMANDS[command].options}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -265,12 +265,19 @@ def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 _STRICT: Final = json.JSONDecoder(object_pairs_hook=_strict_object)
 _LENIENT: Final = json.JSONDecoder()
-_WS: Final = re.compile(r"[ \t\n\r]*")
+# The C scanner behind json.loads: a JSON string starting after its opening quote.
+_scanstring: Final[Callable[[str, int], tuple[str, int]]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
 def _loads(body: bytes) -> Any:
     """json.loads with duplicate names checked; raises ValueError or RecursionError."""
     return _STRICT.decode(body.decode("utf-8"))
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\n\r":
+        pos += 1
+    return pos
 
 
 def top_level_members(body: bytes) -> Iterator[tuple[str, Any]]:
@@ -280,23 +287,22 @@ def top_level_members(body: bytes) -> Iterator[tuple[str, Any]]:
     how a switch is found in a body that is otherwise malformed or too large.
     """
     text = body.decode("utf-8", errors="replace")
-    pos = _WS.match(text).end()  # type: ignore[union-attr]
+    pos = _skip_space(text, 0)
     if not text.startswith("{", pos):
         return
     pos += 1
     try:
         while True:
-            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            pos = _skip_space(text, pos)
             if not text.startswith('"', pos):
                 return
-            name, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
-            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            name, pos = _scanstring(text, pos + 1)
+            pos = _skip_space(text, pos)
             if not text.startswith(":", pos):
                 return
-            pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
-            value, pos = _LENIENT.raw_decode(text, pos)
+            value, pos = _LENIENT.raw_decode(text, _skip_space(text, pos + 1))
             yield name, value
-            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            pos = _skip_space(text, pos)
             if not text.startswith(",", pos):
                 return
             pos += 1

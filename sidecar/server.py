@@ -125,6 +125,9 @@ def status_document(state: State, verdict: Verdict) -> dict[str, Any]:
         "killSwitch": state.kill_switch,
         "apiAccessRevoked": state.access_revoked,
         "apiKeyId": whoami.api_key_id if whoami else None,
+        # Which key this is about, before an answer of it names it (and after: a rotation
+        # shows here at once).
+        "keyFingerprint": state.key_fingerprint,
         "minTier": state.min_tier,
         "lastOutcome": state.last_outcome,
         "lastAttemptAt": _iso(state.last_attempt_at),
@@ -245,8 +248,10 @@ def _loop_errors(log: Log, limiter: RateLimited) -> Callable[..., None]:
 
 
 class _BoundedServer(web.Server):
-    """Holds at most `limit` connections: a new one closes the oldest (gracefully: a request
-    in progress still gets its answer), so idle clients can never starve a kubelet probe."""
+    """Holds at most `limit` connections: a new one closes the oldest, so idle clients can never
+    starve a kubelet probe. force_close, because close() only stops a connection's task and
+    leaves its socket open; every answer comes from memory in microseconds, so the oldest
+    connection is, in practice, an idle one."""
 
     limit: int = MAX_CONNECTIONS
 
@@ -255,7 +260,7 @@ class _BoundedServer(web.Server):
         if len(self._connections) > self.limit:
             oldest = next(iter(self._connections))
             if oldest is not handler:
-                oldest.close()
+                oldest.force_close()
 
 
 async def start_site(

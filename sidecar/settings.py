@@ -20,10 +20,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
-from .scenario import Scenario, load_scenario
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 # The exit code of every command for a setting that cannot be used (and of `check` for a key
 # that cannot be read).
@@ -181,6 +182,9 @@ _MAX_SCENARIO_BYTES: Final = 1024 * 1024
 
 
 def _scenario_file(text: str) -> Scenario:
+    # Imported here: only `emulate` and `demo` read a scenario, and `check` starts faster without.
+    from .scenario import load_scenario
+
     path = _path(text)
     try:
         with path.open("rb") as file:
@@ -487,13 +491,14 @@ class Settings:
 @dataclass(frozen=True)
 class Command:
     """What one command takes: its options (names in OPTIONS), and where it differs from the
-    table: its own defaults (the demo polls faster) or a flag spelt differently for it."""
+    table: its own defaults (the demo polls faster), a flag spelt differently for it, or what
+    an option means for it (its --help)."""
 
     description: str
     options: frozenset[str]
     defaults: Mapping[str, str] = field(default_factory=dict)
     flags: Mapping[str, str] = field(default_factory=dict)
-    epilog: str = ""
+    helps: Mapping[str, str] = field(default_factory=dict)
 
     def flag(self, name: str) -> str:
         return self.flags.get(name, OPTIONS[name].flag)
@@ -514,8 +519,15 @@ COMMANDS: Final = {
         "exit with a code. Exit codes: 0 ready, 1 no good answer before --deadline, "
         "2 configuration error, 3 unauthenticated or client error, 4 billing exhausted, "
         "5 kill switch or access revoked, 6 credits below --min-credits.",
-        # --interval caps the back-off between retries, as in serve; there is no poll loop.
         _KEY | _POLL | {"deadline", "fallback_api_url"},
+        helps={
+            "api_key_file": "file holding the key (a mounted Secret), read before each attempt; "
+            "the key itself comes from LAYERS_API_KEY, which has no flag on purpose",
+            "interval": "longest wait between two retries (the back-off doubles from about 1s "
+            "up to this)",
+            "timeout": "limit for one whoami request (cut to what is left of --deadline)",
+            "min_credits": "when set, passing also needs creditBalance >= N (else exit 6)",
+        },
     ),
     "emulate": Command(
         "A local Layers API emulator: GET /v1/whoami with the upstream's fields, errors and "
@@ -546,6 +558,11 @@ COMMANDS: Final = {
             "max_upstream_rate",
             "tls_cert_file",
             "tls_key_file",
+        },
+        helps={
+            "listen": "HOST:PORT of the hub (GET /v1/whoami, /readyz, /livez, /metrics)",
+            "api_url": "base URL of the real Layers API, which the hub calls",
+            "timeout": "limit for one upstream call; past it callers get 504 UPSTREAM_TIMEOUT",
         },
     ),
 }

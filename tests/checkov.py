@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import yaml
 
 from tests.k8s import CHART_DIR, DEPLOY_DIR, Obj, kustomizations, kustomize, render_chart
+from tests.tools import tool
 
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Pod"}
 SEPARATOR = "--"  # between a workload's name and its container's in a split copy
@@ -90,7 +90,7 @@ def run_checkov(directory: Path) -> dict[str, Any]:
     """checkov's JSON report of a directory of manifests (Kubernetes checks only, offline)."""
     result = subprocess.run(
         [
-            str(Path(sys.executable).parent / "checkov"),
+            tool("checkov"),
             "--directory",
             str(directory),
             "--framework",

@@ -44,14 +44,18 @@ KINDS: Final = {
     "test_manifests_run": "e2e",
     "test_prometheus_e2e": "e2e",
     "test_scrape_configs": "e2e",
+    "test_ca_bundle": "e2e",
     "test_alerts": "tools",
     "test_chart_alerts": "tools",
     "test_checkov": "tools",
     "test_documented_commands": "tools",
     "test_dashboard": "tools",
     "test_deploy_manifests": "tools",
+    "test_docs": "tools",
     "test_dockerfile": "tools",
     "test_helm_chart": "tools",
+    "test_helm_hub": "tools",
+    "test_deploy_hub": "tools",
 }
 KIND_MARKERS: Final = frozenset({"inprocess", "e2e", "tools"})
 

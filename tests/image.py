@@ -272,13 +272,16 @@ class Bases:
 def bases(st: Store) -> Bases:
     """The real base images when both can be pulled, else the stand-ins for both."""
     for ref in (REAL_DEBIAN, REAL_RUNTIME):
-        pulled = run(
-            st.buildah("pull", "--quiet", "--retry", "0", ref), timeout=PULL_TIMEOUT, check=False
-        )
-        if pulled.returncode != 0:
-            last = (pulled.stderr.strip().splitlines() or ["no output"])[-1]
+        pull = st.buildah("pull", "--quiet", "--retry", "0", ref)
+        try:
+            pulled = run(pull, timeout=PULL_TIMEOUT, check=False)
+            failed = pulled.returncode != 0
+            why = (pulled.stderr.strip().splitlines() or ["no output"])[-1][-300:]
+        except subprocess.TimeoutExpired:
+            failed, why = True, f"no answer in {PULL_TIMEOUT} s"
+        if failed:
             debian, runtime = standins(st)
-            return Bases(debian, runtime, False, f"cannot pull {ref}: {last[-300:]}")
+            return Bases(debian, runtime, False, f"cannot pull {ref}: {why}")
     return Bases(REAL_DEBIAN, REAL_RUNTIME, True, "pulled")
 
 
@@ -429,7 +432,7 @@ class Container:
     def diff(self) -> list[str]:
         """What the container changed in its own root filesystem layer (`C /x`, `A /y`)."""
         out = run(self.st.podman("diff", self.name), timeout=60).stdout
-        return [line for line in out.splitlines() if line.strip()]
+        return sorted(line for line in out.splitlines() if line.strip())  # podman's order varies
 
 
 def runtime_diff(st: Store, ref: str, sandbox: Sandbox) -> list[str]:

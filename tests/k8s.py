@@ -190,6 +190,24 @@ def env_value(c: Obj, name: str) -> str | None:
     return None
 
 
+def container_env(objects: list[Obj], c: Obj) -> dict[str, str]:
+    """The variables `c` starts with, as the kubelet sets them: `envFrom` ConfigMaps (found among
+    `objects`) first, then `env`, which wins. Values from Secrets (`valueFrom`, `secretRef`) are
+    refused: the key must come from a mounted file, and nothing else here is secret."""
+    env: dict[str, str] = {}
+    for source in c.get("envFrom") or []:
+        assert set(source) <= {"configMapRef", "prefix"}, f"{c['name']}: envFrom {source}"
+        name = source["configMapRef"]["name"]
+        found = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name]
+        assert found, f"{c['name']}: no ConfigMap {name!r} for envFrom"
+        for key, value in (found[0].get("data") or {}).items():
+            env[source.get("prefix", "") + key] = value
+    for item in c.get("env") or []:
+        assert "valueFrom" not in item, f"{c['name']}: {item['name']} comes from valueFrom"
+        env[item["name"]] = item["value"]
+    return env
+
+
 def resolve_port(c: Obj, port: int | str) -> int:
     """A probe's port as the kubelet resolves it: a number, or the name of one of `c`'s ports."""
     if isinstance(port, int):
@@ -235,3 +253,52 @@ def secret_value(secret: Obj, key: str) -> str:
         value: str = secret["stringData"][key]
         return value
     return base64.b64decode(secret["data"][key]).decode()
+
+
+# --- selectors ----------------------------------------------------------------------------------
+
+
+def selects(selector: Obj | None, labels: Mapping[str, str]) -> bool:
+    """Whether a Kubernetes LabelSelector matches `labels` (an empty selector matches all)."""
+    selector = selector or {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values")
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def pod_labels(workload: Obj) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"].get("labels") or {}
+    return labels
+
+
+def admits(
+    policy: Obj, *, labels: Mapping[str, str], namespace_labels: Mapping[str, str], same: bool
+) -> bool:
+    """Whether a NetworkPolicy's ingress admits a pod with `labels`, in a namespace with
+    `namespace_labels` (`same`: the policy's own namespace). Ports are not considered."""
+    for rule in policy["spec"].get("ingress") or []:
+        peers = rule.get("from")
+        if peers is None:
+            return True
+        for peer in peers:
+            if "ipBlock" in peer:
+                continue
+            if "namespaceSelector" in peer:
+                namespace_ok = selects(peer["namespaceSelector"], namespace_labels)
+            else:
+                namespace_ok = same
+            if namespace_ok and selects(peer.get("podSelector"), labels):
+                return True
+    return False

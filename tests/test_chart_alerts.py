@@ -98,7 +98,8 @@ def target(namespace: str, release: str, pod: str) -> dict[str, str]:
 
 
 def test_every_alert_is_rendered_with_a_runbook_and_promtool_accepts_it(tmp_path: Path) -> None:
-    rule = the_rule(MONITORED)
+    # With a hub: fleet mode's alerts come only with it.
+    rule = the_rule(merged(MONITORED, {"hub": {"enabled": True}}))
     assert sorted(rules_by_alert(rule)) == sorted(alert_names())
     for alert in rules_by_alert(rule).values():
         assert alert["annotations"]["runbook_url"].startswith("https://")
@@ -314,3 +315,9 @@ def test_every_ci_scenario_s_rules_pass_promtool(tmp_path: Path, scenario: str) 
         [tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_additional_rule_labels_never_override_an_alert_s_own() -> None:
+    values = merged(MONITORED, {"prometheusRule": {"additionalRuleLabels": {"severity": "x"}}})
+    for alert in rules_by_alert(the_rule(values)).values():
+        assert alert["labels"]["severity"] in {"critical", "warning"}, alert["alert"]

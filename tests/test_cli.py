@@ -8,6 +8,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,6 +71,9 @@ def test_help_explains_and_shows_no_key(subcommand: list[str]) -> None:
     if subcommand == ["check"]:
         assert "LAYERS_SIDECAR_DEADLINE" in done.stdout
         assert "5 kill switch" in done.stdout
+        # check makes no poll loop and reads the key once: its help must not say otherwise.
+        assert "re-read on every poll" not in done.stdout
+        assert "time between polls" not in done.stdout
 
 
 def test_version() -> None:
@@ -90,6 +94,14 @@ def test_version() -> None:
         (["check"], {"LAYERS_API_KEY": FAKE_KEY, "LAYERS_AUTH_SCHEME": "basic"}, "LAYERS_AUTH"),
         (["emulate", "--scenario", "/does/not/exist.json"], {}, "--scenario"),
         (["emulate", "--listen", "x"], {}, "--listen"),
+        (["demo", "--emulator-listen", "x"], {}, "--emulator-listen"),
+        (["demo"], {"LAYERS_EMULATOR_LISTEN": "x"}, "LAYERS_EMULATOR_LISTEN"),
+        (["demo"], {"LAYERS_EMULATOR_SCENARIO": "/nope.json"}, "LAYERS_EMULATOR_SCENARIO"),
+        (["serve", "--interval", "-1s"], {"LAYERS_API_KEY": FAKE_KEY}, "--interval: '-1s'"),
+        (["check", "--min-credits", "abc"], {"LAYERS_API_KEY": FAKE_KEY}, "--min-credits"),
+        (["check", "--min-credits", "-5"], {"LAYERS_API_KEY": FAKE_KEY}, "--min-credits: '-5'"),
+        (["serve"], {"LAYERS_API_KEY": FAKE_KEY, "LAYERS_SIDECAR_QUITQUITQUIT": "maybe"}, "LAYERS"),
+        (["serve", "--no-such-flag"], {"LAYERS_API_KEY": FAKE_KEY}, ""),
     ],
 )
 def test_a_bad_setting_is_one_line_and_exit_2(
@@ -99,7 +111,10 @@ def test_a_bad_setting_is_one_line_and_exit_2(
     assert done.returncode == 2
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(f"layers-sidecar {args[0]}: {named}")
+    if named:
+        assert lines[0].startswith(f"layers-sidecar {args[0]}: {named}")
+    else:  # a usage mistake: argparse's message, on one line, without the usage block
+        assert lines[0].startswith("layers-sidecar"), lines[0]
     assert "Traceback" not in done.stderr
     no_secret(done.stdout, done.stderr)
 
@@ -116,6 +131,16 @@ def test_a_port_in_use_is_one_line_and_exit_2(upstream: Emulator) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"layers-sidecar serve: --listen: cannot listen on 127.0.0.1:{port}: address already in use"
+    ]
+
+
+def test_the_demo_names_its_emulator_port_when_that_is_busy(upstream: Emulator) -> None:
+    port = upstream.url.rsplit(":", 1)[1]
+    done = run("demo", "--emulator-listen", f"127.0.0.1:{port}", "--listen", "127.0.0.1:0")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"layers-sidecar demo: --emulator-listen: cannot listen on 127.0.0.1:{port}: "
+        "address already in use"
     ]
 
 
@@ -450,3 +475,45 @@ def test_the_demo_prints_curl_lines_that_work(tmp_path: Path) -> None:
     finally:
         assert demo.stop() == 0
     assert os.path.getsize(demo.stderr_path) > 0
+
+
+# Import per command: what each command loads.
+
+
+def imported_by(*args: str, **env: str) -> set[str]:
+    done = subprocess.run(
+        [*command(*args)[:1], "-X", "importtime", *command(*args)[1:]],
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if "|" in line}
+
+
+def test_importing_the_cli_loads_nothing_but_the_package() -> None:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import sidecar.cli"],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    names = [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if "|" in line]
+    # Everything after the interpreter's own start-up: the package and the module, no more.
+    assert names[names.index("sidecar") :] == ["sidecar", "sidecar.cli"], names
+
+
+def test_check_never_loads_the_server_the_metrics_or_the_emulator(upstream: Emulator) -> None:
+    modules = imported_by("check", LAYERS_API_KEY=FAKE_KEY, LAYERS_API_URL=upstream.url)
+    assert "sidecar.check" in modules
+    loaded = {
+        name
+        for name in modules
+        if name.split(".")[0] == "prometheus_client"
+        or name in ("aiohttp.web", "sidecar.server", "sidecar.metrics", "sidecar.serve")
+        or name in ("sidecar.emulator", "sidecar.scenario", "sidecar.testing")
+    }
+    assert loaded == set()

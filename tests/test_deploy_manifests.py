@@ -221,7 +221,11 @@ def test_demo_key_is_apart_and_obviously_fake(built: dict[str, list[Obj]]) -> No
 
 def test_podmonitor_finds_the_sidecar(built: dict[str, list[Obj]]) -> None:
     objects = built["."]
-    (monitor,) = [o for o in objects if o["kind"] == "PodMonitor"]
+    (monitor,) = [
+        o
+        for o in objects
+        if o["kind"] == "PodMonitor" and o["metadata"]["name"] == "layers-readiness"
+    ]
     spec = pod_spec(deployment(objects))
     pod_labels = deployment(objects)["spec"]["template"]["metadata"]["labels"]
     for key, value in monitor["spec"]["selector"]["matchLabels"].items():
@@ -246,7 +250,7 @@ SCRAPE_CONFIG = DEPLOY_DIR / "prometheus" / "scrape-config.yaml"
 
 def test_plain_scrape_config_keeps_the_sidecar_port() -> None:
     config: dict[str, Any] = yaml.safe_load(SCRAPE_CONFIG.read_text())
-    (job,) = config["scrape_configs"]
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "layers-readiness"]
     assert job["metrics_path"] == "/metrics"
     (sd,) = job["kubernetes_sd_configs"]
     assert sd["role"] == "pod"

@@ -230,10 +230,11 @@ def test_monitoring_objects(rendered: dict[str, list[Obj]]) -> None:
     (rule,) = of_kind(objects, "PrometheusRule")
     source = yaml.safe_load((CHART_DIR / "files" / "alerts.rules.yaml").read_text())
     # the same alerts, scoped and tuned (tests/test_chart_alerts.py runs them), less the one
-    # the scenario disables
+    # the scenario disables, and the hub's (no hub here: tests/test_helm_hub.py has them)
     assert [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]] == [
         r["alert"]
         for g in source["groups"]
+        if g["name"] != "layers-readiness-hub"
         for r in g["rules"]
         if r["alert"] != "LayersCreditsExhaustionForecast"
     ]
@@ -535,3 +536,19 @@ def test_values_table_notices_a_new_value(tmp_path: Path) -> None:
     assert (
         "| `newValue` | `1` | A value nobody documented yet. |" in (chart / "README.md").read_text()
     )
+
+
+def test_a_parent_chart_s_global_image_registry_reaches_the_sidecar(parent_chart: Path) -> None:
+    with helm_python.Chart.load(parent_chart) as chart:
+        rendered = chart.render(
+            {"global": {"imageRegistry": "mirror.example.com"}}, name="web", namespace="shop"
+        )
+    objects = [
+        obj
+        for path, text in rendered.items()
+        if not path.endswith("NOTES.txt")
+        for obj in load_documents(text)
+    ]
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    sidecar = container(pod_spec(deployment), "layers-readiness")
+    assert sidecar["image"] == "mirror.example.com/example/layers-readiness:0.1.0"

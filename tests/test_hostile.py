@@ -8,6 +8,7 @@ socket server that answers with exactly the bytes a case chooses.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 import json
 import os
@@ -159,6 +160,56 @@ def test_an_ambiguous_or_retryable_answer_is_transient_never_ok(
         fault_then_recover(upstream, sc, reply, outcome=outcome, reason="stale")
 
 
+def chunked(total: int) -> bytes:
+    """A 200 sent chunked, `total` bytes of a JSON string that never closes."""
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    piece = b"x" * 65536
+    chunks = [b'2\r\n{"\r\n'] + [b"10000\r\n" + piece + b"\r\n"] * (total // 65536)
+    return head + b"".join(chunks) + b"0\r\n\r\n"
+
+
+ODD_HTTP = [
+    pytest.param(
+        response(
+            200, gzip.compress(json.dumps(GOOD).encode()), headers={"Content-Encoding": "gzip"}
+        ),
+        "invalid_response",
+        id="gzip-body-not-decompressed",
+    ),
+    pytest.param(
+        response(200, GOOD, headers={f"X-H{n}": "v" for n in range(300)}),
+        "network_error",
+        id="300-headers",
+    ),
+    pytest.param(
+        response(200, GOOD, headers={"X-Long": "v" * 100_000}), "network_error", id="100kib-header"
+    ),
+    pytest.param(chunked(4 * MIB), "invalid_response", id="4mib-chunked"),
+    pytest.param(
+        response(200, json.dumps(GOOD).replace("2540", "9" * 5000)),
+        "invalid_response",
+        id="5000-digit-number",
+    ),
+    pytest.param(response(200, b"[" * 100_000), "invalid_response", id="100k-nesting"),
+    pytest.param(
+        response(302, b"", headers={"Location": "http://elsewhere.example/"}),
+        "client_error",
+        id="redirect",
+    ),
+]
+
+
+@pytest.mark.parametrize(("reply", "outcome"), ODD_HTTP)
+def test_odd_http_is_never_ok_and_recovers(reply: bytes, outcome: str, tmp_path: Path) -> None:
+    reason = "client_error" if outcome == "client_error" else "stale"
+    with watching(tmp_path, *FAST) as (upstream, sc):
+        fault_then_recover(upstream, sc, reply, outcome=outcome, reason=reason)
+        # A redirect is never followed: every request went to this upstream, none elsewhere.
+        assert all(request.header("Host") for request in upstream.requests)
+
+
 def test_a_retryable_4xx_is_retried_with_back_off_not_after_an_interval(tmp_path: Path) -> None:
     # From the first poll on, so that no interval-long wait after a good answer comes first.
     with (
@@ -177,7 +228,11 @@ def test_nothing_the_upstream_sets_carries_over_to_the_next_call(tmp_path: Path)
     cookie = response(
         200, GOOD, headers={"Set-Cookie": "session=upstream-chose-this; Path=/; Max-Age=3600"}
     )
-    with watching(tmp_path, *FAST, reply=cookie) as (upstream, sc):
+    # By name, not by IP address: aiohttp's default jar ignores cookies set by an IP address.
+    with (
+        hostile(cookie) as upstream,
+        sidecar(tmp_path, upstream.url.replace("127.0.0.1", "localhost"), *FAST) as sc,
+    ):
         wait_for(lambda: len(upstream.requests) >= 5, what="five polls after a Set-Cookie")
         assert all(request.header("Cookie") is None for request in upstream.requests)
         # Nor any compression the upstream might choose: identity only, read as sent.
@@ -200,6 +255,7 @@ def gaps(upstream: Hostile, mark: int) -> list[float]:
         pytest.param({"Retry-After": "Sun, 06 Nov 1994 08:49:37 GMT"}, id="date-in-past"),
         pytest.param({"X-RateLimit-Reset": "1000000001"}, id="reset-in-past"),
         pytest.param({"Retry-After": "1_000"}, id="underscore-form"),
+        pytest.param({"Retry-After": "1e308"}, id="exponent-1e308"),
         pytest.param({"Retry-After": "Thu, 99 Jan 2027 99:00:00 GMT"}, id="absurd-date"),
     ],
 )
@@ -399,14 +455,17 @@ async def close_all(writers: list[asyncio.StreamWriter]) -> None:
 def test_a_thousand_idle_keep_alive_connections_do_not_starve_probes_or_polls(
     tmp_path: Path,
 ) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
     loop = asyncio.new_event_loop()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
+        # The sidecar starts with this process's limits (often 1,024 soft); only then does the
+        # test raise its own, to hold more connections than the sidecar started with.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1024), hard))
         with watching(tmp_path, *FAST) as (upstream, sc):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
             port = int(sc.url.rsplit(":", 1)[1])
             idle = loop.run_until_complete(hold_idle(port, 1500))
-            assert len(idle) >= 1024
+            assert len(idle) >= 1100
             # Each sent half a request and went quiet, or nothing at all: both hold a slot.
             for writer in idle[::2]:
                 writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")

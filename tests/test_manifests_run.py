@@ -37,6 +37,7 @@ from tests.k8s import (
     DEPLOY_DIR,
     Obj,
     container,
+    container_env,
     kustomize,
     pod_spec,
     render_chart,
@@ -148,9 +149,8 @@ def prepare(manifest: Manifest, c: Obj, *, api_url: str, tmp: Path) -> Prepared:
     )
     assert argv[0] == "layers-sidecar", f"{c['name']} runs {argv[0]!r}, not the program"
     env = clean_env(**img.env)
-    for item in c.get("env") or []:
-        assert "valueFrom" not in item, "the key must come from a file, not an env value"
-        env[item["name"]] = item["value"]
+    # The key must come from a file: container_env refuses values from Secrets.
+    env.update(container_env(manifest.objects, c))
     substituted: dict[str, tuple[str, str]] = {}
 
     assert env.get("LAYERS_API_URL") == REAL_API
@@ -349,10 +349,37 @@ def test_only_the_documented_settings_are_substituted(
         except AssertionError:
             continue
         prepared = prepare(manifest, c, api_url="http://127.0.0.1:9", tmp=tmp_path)
-        written = {item["name"]: item["value"] for item in c.get("env") or []}
+        written = container_env(manifest.objects, c)
         changed = {k for k, v in written.items() if prepared.env.get(k) != v}
         assert changed == set(prepared.substituted)
         allowed = {"LAYERS_API_URL", "LAYERS_API_KEY_FILE", "LAYERS_SIDECAR_LISTEN"}
         assert changed <= allowed
         assert {"LAYERS_API_URL", "LAYERS_API_KEY_FILE"} <= changed
         assert prepared.args == (c.get("args") or image().cmd)
+
+
+def test_example_job_runs_and_its_work_ends_the_sidecar(
+    tmp_path: Path, run_serve: Callable[[Manifest, str], Running]
+) -> None:
+    """The chart's example Job as written: `check` passes, the sidecar serves, the work's shell
+    script (run by this machine's /bin/sh and curl) waits for it, works, and ends it with
+    POST /quitquitquit; the sidecar exits 0 and so does the work, so the Job completes.
+    Substituted in the script as for the sidecar: its declared port for the port it listens on."""
+    objects = chart_objects("job-quitquitquit")
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    manifest = Manifest(objects, pod_spec(job))
+    with emulator(tmp_path) as em:
+        checked = run_check(manifest, em.url, tmp_path)
+        assert checked.returncode == EXIT_READY, checked.stderr
+        running = run_serve(manifest, em.url)
+        work = container(manifest.spec, "work")
+        shell, flag, script = work["command"]
+        declared = f"http://127.0.0.1:{running.prepared.declared_port}/"
+        assert declared in script
+        script = script.replace(declared, f"http://127.0.0.1:{running.prepared.port}/")
+        done = subprocess.run(
+            [shell, flag, script], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "reporting the day's numbers with a healthy key" in done.stdout
+        assert running.process.proc.wait(timeout=15) == 0, running.process.stderr

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,12 +17,13 @@ from structlog.testing import capture_logs
 
 from sidecar import emulator
 from sidecar.journal import Journal
-from sidecar.keys import EnvKey
+from sidecar.keys import EnvKey, FileKey
 from sidecar.outcome import Outcome
 from sidecar.poller import Clock, Poller
-from sidecar.readiness import Reason
+from sidecar.readiness import Event, Reason
+from sidecar.server import status_document
 from sidecar.settings import AuthScheme, Secret, Settings
-from tests.support import FAKE_KEY
+from tests.support import FAKE_KEY, OTHER_KEY
 
 MakeServer = Callable[[web.Application], Awaitable[TestServer]]
 
@@ -199,3 +202,69 @@ async def test_a_crashed_loop_is_neither_ready_nor_alive(
     assert not poller.verdict().ready
     await poller.stop()
     assert any(e["event"] == "poll loop crashed" for e in logs)
+
+
+# Identity follows the key; the stale moment reaches the observers.
+
+
+async def test_a_rotated_key_that_fails_is_never_shown_as_the_old_one(
+    upstream: TestServer, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "api-key"
+    key_file.write_text(FAKE_KEY)
+    scenario(upstream).scenario.revokedKeyIds = ["k2"]
+    settings = Settings(api_key_file=key_file, api_url=str(upstream.make_url("/")))
+    seen: list[Event] = []
+    async with Poller(
+        settings, FileKey(key_file), log=structlog.get_logger(), observers=[seen.append]
+    ) as poller:
+        await poller.poll_once()
+        first = poller.snapshot()
+        assert first.whoami is not None
+        assert first.whoami.api_key_id == emulator.api_key_id("k1")
+        key_file.write_text(OTHER_KEY)
+        await poller.poll_once()
+    state = poller.snapshot()
+    assert poller.verdict().reason is Reason.UNAUTHENTICATED
+    assert state.whoami is None  # not k1's apiKeyId, organization or balance
+    assert state.key_fingerprint not in (None, first.key_fingerprint)
+    document = status_document(state, poller.verdict())
+    assert document["apiKeyId"] is None
+    assert document["keyFingerprint"] == state.key_fingerprint
+    assert seen[-1].state is state
+
+
+async def test_the_observers_hear_of_a_stale_verdict_when_it_goes_stale(
+    upstream: TestServer,
+) -> None:
+    now = FakeTime()
+    slept: list[float] = []
+    seen: list[Event] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now.now += seconds
+        if len(slept) >= 2:
+            raise asyncio.CancelledError  # enough: the loop has woken once on the way
+
+    settings = Settings(
+        api_key=Secret(FAKE_KEY), api_url=str(upstream.make_url("/")), interval=30, stale_after=90
+    )
+    clock = Clock(mono=now, sleep=sleep)
+    async with Poller(
+        settings,
+        EnvKey(Secret(FAKE_KEY)),
+        log=structlog.get_logger(),
+        observers=[seen.append],
+        clock=clock,
+    ) as poller:
+        await poller.poll_once()  # ok at 5000
+        current = scenario(upstream).scenario
+        current.failure, current.retryAfter = "rate_limited", 300  # the next poll is far away
+        poller.start()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller._task  # type: ignore[misc]
+    # One 429, then a wake-up at the stale moment (90 s after the ok), not 300 s later.
+    assert slept[0] == pytest.approx(90, abs=0.1)
+    assert seen[-1].result is None
+    assert seen[-1].verdict.reason is Reason.STALE

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.monitoring import (
+    MORE_GAUGES,
     SERIES_NAMES,
     alert_names,
     api,
@@ -122,6 +123,7 @@ def test_prometheus_scrapes_the_sidecar_and_sees_the_kill_switch(tmp_path: Path)
                 # alerts use no other)
                 names = set(api(prom, "label/__name__/values", **{"match[]": f'{{job="{JOB}"}}'}))
                 assert SERIES_NAMES - names == set(), "exported per SPEC.md but not scraped"
+                assert MORE_GAUGES - names == set(), "the reason and key gauges are not scraped"
 
                 # the rules loaded and evaluate without errors, and a healthy key is quiet
                 def rules_evaluated() -> list[dict[str, Any]] | None:
@@ -188,3 +190,42 @@ def test_prometheus_scrapes_the_sidecar_and_sees_the_kill_switch(tmp_path: Path)
                     what="the alert to resolve after the switch is cleared",
                 )
                 assert serve.get("/readyz").status == 200
+
+
+def test_a_missing_key_file_is_its_own_alert_not_an_egress_problem(tmp_path: Path) -> None:
+    """A sidecar whose key file is missing counts failed polls, yet the alert is about the key:
+    LayersApiKeyUnavailable goes pending, LayersWhoamiFailing (which sends the on-call to
+    egress) and LayersWhoamiStale stay quiet."""
+    with (
+        emulator(tmp_path) as upstream,
+        sidecar(
+            tmp_path, upstream.url, key=None, LAYERS_API_KEY_FILE=str(tmp_path / "absent")
+        ) as serve,
+    ):
+        target = serve.url.removeprefix("http://")
+        with prometheus(tmp_path, e2e_config(target)) as prom:
+            wait_for(
+                lambda: query(prom, "layers_whoami_consecutive_failures >= 3"),
+                timeout=15,
+                what="the keyless sidecar to count failed polls",
+            )
+
+            def key_alert() -> dict[str, Any] | None:
+                for alert in active_alerts(prom):
+                    if alert["labels"]["alertname"] == "LayersApiKeyUnavailable":
+                        return alert
+                return None
+
+            alert = wait_for(key_alert, timeout=15, what="LayersApiKeyUnavailable to be active")
+            assert alert["labels"]["pod"] == POD
+            assert "not a network problem" in alert["annotations"]["description"]
+            # The failure alerts' own expressions, as loaded, select nothing while the failed
+            # polls pile up: they cannot go pending, whatever their `for`.
+            groups = api(prom, "rules", type="alert")["groups"]
+            rules = {rule["name"]: rule for group in groups for rule in group["rules"]}
+            assert query(prom, "layers_whoami_consecutive_failures >= 3")
+            for name in ("LayersWhoamiFailing", "LayersWhoamiStale"):
+                assert query(prom, rules[name]["query"]) == [], name
+            names = {a["labels"]["alertname"] for a in active_alerts(prom)}
+            assert names == {"LayersApiKeyUnavailable"}, names
+            assert upstream.whoami_requests() == 0, "nothing is sent without a key"

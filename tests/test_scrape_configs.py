@@ -43,6 +43,7 @@ def discovered(port: int, phase: str, port_name: str = "layers-http") -> dict[st
 def config_with_phases(path: Path, port: int) -> dict[str, Any]:
     config: dict[str, Any] = yaml.safe_load(path.read_text())
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "layers-readiness"]
+    config["scrape_configs"] = [job]  # the hub's job (fleet mode) is not about pending pods
     del job["kubernetes_sd_configs"]
     job["static_configs"] = [discovered(port, phase) for phase in PHASES] + [
         discovered(port, "Running", port_name="http")  # the application's port: not ours

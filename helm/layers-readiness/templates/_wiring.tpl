@@ -12,7 +12,7 @@ and so can your own chart. Add this chart as a dependency (Chart.yaml):
 
 then, in your pod template (the values are this chart's, as your chart sees them):
 
-  {{- $lr := dict "values" (index .Values "layers-readiness") "kubeVersion" .Capabilities.KubeVersion.Version }}
+  {{- $lr := dict "values" (index .Values "layers-readiness") "kubeVersion" .Capabilities.KubeVersion.Version "release" .Release.Name "namespace" .Release.Namespace }}
   spec:
     template:
       metadata:
@@ -33,6 +33,8 @@ Every template takes one dict:
   values       this chart's values (required)
   appVersion   image tag when values.image.tag is empty (optional; defaults to this chart's)
   kubeVersion  the cluster's version, to refuse native sidecars below 1.29 (optional)
+  release, namespace  .Release.Name and .Release.Namespace: with hub.enabled, the containers
+               call this release's hub (_hub.tpl; required then, unless hub.url is set)
 
 Templates:
   layers-readiness.initContainers   mode-aware: the native sidecar, or the `check` init container
@@ -80,7 +82,8 @@ with a parent chart) wins over image.registry. */}}
 - name: LAYERS_API_KEY_FILE
   value: {{ include "layers-readiness.keyFile" . | quote }}
 - name: LAYERS_API_URL
-  value: {{ $settings.apiUrl | quote }}
+  value: {{ include "layers-readiness.hubUrl" . | default $settings.apiUrl | quote }}
+{{- include "layers-readiness.hubEnv" . }}
 - name: LAYERS_AUTH_SCHEME
   value: {{ $settings.authScheme | quote }}
 - name: LAYERS_SIDECAR_TIMEOUT
@@ -92,7 +95,7 @@ with a parent chart) wins over image.registry. */}}
 - name: LAYERS_SIDECAR_LISTEN
   value: {{ printf "0.0.0.0:%d" (int .values.port) | quote }}
 - name: LAYERS_SIDECAR_INTERVAL
-  value: {{ $settings.interval | quote }}
+  value: {{ and (include "layers-readiness.hubUrl" .) .values.hub.interval | default $settings.interval | quote }}
 - name: LAYERS_SIDECAR_STALE_AFTER
   value: {{ $settings.staleAfter | quote }}
 {{- end }}
@@ -128,6 +131,7 @@ envFrom:
 - name: layers-api-key
   mountPath: {{ .values.apiKey.mountPath }}
   readOnly: true
+{{- include "layers-readiness.hubCaMount" . }}
 {{- with .values.extraVolumeMounts }}
 {{ toYaml . }}
 {{- end }}
@@ -141,6 +145,7 @@ envFrom:
     items:
       - key: {{ .values.apiKey.secretKey }}
         path: {{ .values.apiKey.secretKey }}
+{{- include "layers-readiness.hubCaVolume" . }}
 {{- with .values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
@@ -169,7 +174,9 @@ httpGet:
     {{- end }}
   env:
     {{- include "layers-readiness.env" (merge (dict "command" "check") .) | nindent 4 }}
-  {{- include "layers-readiness.envFrom" . | nindent 2 }}
+  {{- with include "layers-readiness.envFrom" . }}
+  {{- . | nindent 2 }}
+  {{- end }}
   volumeMounts:
     {{- include "layers-readiness.volumeMount" . | nindent 4 }}
   resources:
@@ -197,7 +204,9 @@ and a startupProbe on /readyz that gates the pod's start-up). */}}
     {{- end }}
   env:
     {{- include "layers-readiness.env" (merge (dict "command" "serve") .) | nindent 4 }}
-  {{- include "layers-readiness.envFrom" . | nindent 2 }}
+  {{- with include "layers-readiness.envFrom" . }}
+  {{- . | nindent 2 }}
+  {{- end }}
   ports:
     - name: {{ .values.portName }}
       containerPort: {{ int .values.port }}
