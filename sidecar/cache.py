@@ -28,6 +28,12 @@ RATE_LIMIT_CEILING: Final = 10
 # budget only while this share of it is left, so a flood of bad keys cannot starve the refresh
 # of the keys the fleet really uses.
 UNKNOWN_KEY_RESERVE: Final = 0.5
+# Bodies are passed on whole (up to 1 MiB each), so --max-keys alone would allow gigabytes; the
+# cache also stays under this many bytes of answers, least recently used evicted first. A whoami
+# answer is about 400 bytes: 10,000 keys of them are 4 MiB.
+MAX_CACHE_BYTES: Final = 64 * 1024 * 1024
+# What an entry costs beyond its body and headers (the objects around them), for that count.
+ENTRY_OVERHEAD: Final = 512
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,12 @@ class Entry:
     known_good: bool = False
     used_at: float = field(default=0.0, compare=False)
 
+    @property
+    def size(self) -> int:
+        """Bytes this entry holds, roughly: its answer and a fixed overhead."""
+        headers = sum(len(name) + len(value) for name, value in self.answer.headers)
+        return len(self.answer.body) + headers + ENTRY_OVERHEAD
+
     def fresh(self, now: float) -> bool:
         return now < self.expires_at
 
@@ -113,13 +125,16 @@ class Tagger:
 
 
 class Entries:
-    """The cache: at most `max_keys` entries, least recently used evicted first."""
+    """The cache: at most `max_keys` entries and `max_bytes` of answers, least recently used
+    evicted first."""
 
-    def __init__(self, max_keys: int) -> None:
+    def __init__(self, max_keys: int, max_bytes: int = MAX_CACHE_BYTES) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
         self.max_keys = max_keys
+        self.max_bytes = max_bytes
         self._entries: OrderedDict[bytes, Entry] = OrderedDict()
+        self.bytes = 0
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -140,11 +155,21 @@ class Entries:
 
     def put(self, entry: Entry, now: float) -> None:
         entry.used_at = now
+        replaced = self._entries.pop(entry.tag, None)
+        if replaced is not None:
+            self.bytes -= replaced.size
         self._entries[entry.tag] = entry
-        self._entries.move_to_end(entry.tag)
-        while len(self._entries) > self.max_keys:
-            self._entries.popitem(last=False)
+        self.bytes += entry.size
+        # The newest entry always stays: one answer is at most 1 MiB, far under max_bytes.
+        while len(self._entries) > 1 and (
+            len(self._entries) > self.max_keys or self.bytes > self.max_bytes
+        ):
+            self._drop_oldest()
             self.evicted += 1
+
+    def _drop_oldest(self) -> None:
+        _, oldest = self._entries.popitem(last=False)
+        self.bytes -= oldest.size
 
     def forget_idle(self, now: float, idle: float) -> int:
         """Drops entries nobody asked for in `idle` seconds (their gauges go with them)."""
@@ -153,7 +178,7 @@ class Entries:
             oldest = next(iter(self._entries.values()))
             if now - oldest.used_at < idle:
                 break
-            self._entries.popitem(last=False)
+            self._drop_oldest()
             dropped += 1
         return dropped
 

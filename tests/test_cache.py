@@ -131,12 +131,31 @@ def test_a_flood_of_keys_stays_within_max_keys() -> None:
     assert entries.evicted == 9_900
 
 
+def test_the_cache_stays_within_its_bytes() -> None:
+    entries = Entries(1000, max_bytes=5 * 1024 * 1024)
+    big = Stored(200, b"x" * 1024 * 1024)
+    for i in range(20):
+        entries.put(Entry(i.to_bytes(4, "big"), big, fetched_at=0, expires_at=5), now=i)
+        assert entries.bytes <= entries.max_bytes
+    assert len(entries) == 4
+    assert entries.get((19).to_bytes(4, "big"), now=20) is not None  # the newest stay
+    assert entries.get((0).to_bytes(4, "big"), now=20) is None
+
+
+def test_replacing_an_entry_counts_its_bytes_once() -> None:
+    entries = Entries(10)
+    for now in range(5):
+        entries.put(entry(b"a"), now=now)
+    assert entries.bytes == entry(b"a").size
+
+
 def test_idle_keys_are_forgotten() -> None:
     entries = Entries(10)
     entries.put(entry(b"old"), now=0)
     entries.put(entry(b"new"), now=500)
     assert entries.forget_idle(now=650, idle=600) == 1
     assert [e.tag for e in entries] == [b"new"]
+    assert entries.bytes == entry(b"new").size
 
 
 def test_freshness_and_age() -> None:
