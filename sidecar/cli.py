@@ -139,7 +139,7 @@ def _run(command: str, settings: Settings) -> int:
 
         return asyncio.run(run_check(settings, log))
     if command == "hub":
-        from .hub import run_hub
+        from .hubserver import run_hub
 
         return asyncio.run(run_hub(settings, log))
     from . import serve

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from sidecar.hub import MAX_PASSED_BODY, passed, presented_key, stored
+from sidecar.hub import MAX_PASSED_BODY, passed, stored
+from sidecar.hubserver import presented_key
 from sidecar.outcome import Answer, Failure
 from sidecar.settings import AuthScheme
 from tests.support import FAKE_KEY, OTHER_KEY
