@@ -182,9 +182,12 @@ def _headline(data: dict[str, dict[str, Any] | None]) -> list[str]:
         if targets is not None:
             minimal = targets["check_vs_minimal_aiohttp"]
             cli = targets["cli_import_vs_argparse"]
+            cpu = minimal.get("cpu_ratio")
             rows.append(
                 f"| `check` wall time vs a minimal aiohttp script | ≤ {minimal['target']:.2f}x | "
-                f"{minimal['ratio']:.2f}x ({_ms(ours)}) | {_mark(minimal['met'])} |"
+                f"{minimal['ratio']:.2f}x ({_ms(ours)})"
+                + (f"; CPU time {cpu:.2f}x" if cpu is not None else "")
+                + f" | {_mark(minimal['met'])} |"
             )
             rows.append(
                 f"| `import sidecar.cli` vs `import argparse` | ≤ {cli['target']:.2f}x | "

@@ -2,8 +2,9 @@
 
 Retries transient failures with the same back-off as `serve`, within --deadline; a hard stop
 ends it at once. Never runs past --deadline: each attempt's timeout is cut to what is left, and
-when the next try would come after the deadline (a back-off step, or a Retry-After the upstream
-asked for), it ends now with code 1 and says so rather than sleeping into a sure failure.
+when the next try would come after the deadline, or too close to it for an answer (a back-off
+step, or a Retry-After the upstream asked for), it ends now with code 1 and says so rather than
+sleeping into a sure failure.
 
 It logs one line per retry and one last line that names what happened, the URL it called and
 who the key is. Time comes from the injected Clock, so tests run the retry loop instantly.
@@ -22,6 +23,11 @@ from .outcome import Outcome
 from .poller import REAL_CLOCK, Clock, Poller
 from .readiness import Reason
 from .settings import EXIT_CONFIG, Settings
+
+# No attempt is started with less time than this left before --deadline (or --timeout, when
+# shorter): one that cannot get an answer tells nothing, and would make the last line say
+# "timeout" where the upstream kept answering 500.
+MIN_ATTEMPT: Final = 0.5
 
 EXIT_READY: Final = 0
 EXIT_DEADLINE: Final = 1
@@ -81,12 +87,12 @@ async def run_check(
             assert result is not None  # only a missing key gives no result, and that has a code
             delay = poller.delay_after(result)
             left = deadline - clock.mono()
-            if delay >= left:
+            if delay + min(MIN_ATTEMPT, settings.timeout) > left:
                 code = EXIT_DEADLINE
                 if result.outcome is Outcome.RATE_LIMITED and left > 0:
                     gave_up = (
-                        f"the upstream asked to wait {delay:g}s before another call, more than "
-                        f"the {left:.1f}s left of --deadline {settings.deadline:g}s"
+                        f"the upstream asked to wait {delay:g}s before another call, and "
+                        f"--deadline {settings.deadline:g}s leaves {left:.1f}s"
                     )
                 else:
                     gave_up = (

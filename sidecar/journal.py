@@ -27,6 +27,10 @@ from .readiness import STARTING, Event, State, Verdict
 # A failure that repeats poll after poll is logged when it starts, then at most this often.
 REPEAT_LOG_EVERY: Final = 60.0
 
+# What one event is worth saying: the event name, its context, and the length of the failure run
+# when the repeat policy says this one is to be logged (None: debug only).
+_Line = tuple[str, dict[str, object], int | None]
+
 
 def identity(state: State, request_id: str | None = None) -> dict[str, object]:
     """Who the key is, for a log line: `apiKeyId` and `organizationId` once an answer of this
@@ -101,11 +105,11 @@ class Journal:
         self._note_key(state)
         if event.result is not None:
             self._note_fallback(event)
+        line: _Line | None
         if event.key_error is not None:
             # The detail is the kind: "is empty" then "does not exist" are two runs, two lines.
             count = self._repeats.note(f"key_unavailable: {event.key_error}", self._mono())
-            context: dict[str, object] = {"detail": event.key_error, **identity(state)}
-            line = ("api key unavailable", context, count)
+            line = ("api key unavailable", {"detail": event.key_error, **identity(state)}, count)
         elif event.result is not None:
             result = event.result
             failure = None if result.outcome is Outcome.OK else result.outcome.value
@@ -114,18 +118,16 @@ class Journal:
             line = ("whoami" if failure is None else "whoami failed", context, count)
         else:
             line = None  # a re-reading of the verdict (it went stale), no new answer
-        if self._verdict_changed(event.verdict, state, line):
-            return
-        if line is None:
+        # A change of verdict says it all in one line; otherwise the line, as the policy says.
+        if self._verdict_changed(event.verdict, state, line) or line is None:
             return
         name, context, count = line
-        if name == "whoami":
+        if name == "whoami" or count is None:
             self._log.debug(name, **context)
-        elif count is not None:
-            log = self._log.error if name == "api key unavailable" else self._log.warning
-            log(name, repeated=count, **context)
+        elif name == "api key unavailable":
+            self._log.error(name, repeated=count, **context)
         else:
-            self._log.debug(name, **context)
+            self._log.warning(name, repeated=count, **context)
 
     def _note_fallback(self, event: Event) -> None:
         """A run of polls answered by --fallback-api-url: a warning when it starts, then at
@@ -150,7 +152,7 @@ class Journal:
         self,
         current: Verdict,
         state: State,
-        line: tuple[str, dict[str, object], int | None] | None,
+        line: _Line | None,
     ) -> bool:
         """Logs a change of verdict, with what this event was; True when it did."""
         previous, self._verdict = self._verdict, current

@@ -1,7 +1,7 @@
 """Every string that came from upstream passes through `clean` before it is kept anywhere.
 
-Order matters: the key is removed first, then control characters are escaped, and only then is
-the text cut. Cutting first would leave the part of the key that straddles the cut (a key cut in
+Order matters: control characters are escaped, then the key is removed, and only then is the
+text cut. Cutting first would leave the part of the key that straddles the cut (a key cut in
 half is still half a key), so nothing here ever sees a cut string.
 
 A fragment of the secret is removed as soon as `MIN_FRAGMENT` characters of it appear in a row:
@@ -85,13 +85,15 @@ def escape(text: str) -> str:
 
 
 def clean(text: str, key: Secret | None, *, limit: int = DEFAULT_LIMIT) -> str:
-    """The one way an upstream string is kept: redacted, escaped, then cut to `limit`.
+    """The one way an upstream string is kept: escaped, redacted, then cut to `limit`.
 
-    Only the first `limit + len(key)` characters are examined: a fragment of the key that
-    reaches into the kept part lies wholly inside them, and the rest is never kept.
+    Escaped first: an escape such as `\\x0a` is made of printable characters and, next to
+    others, could spell part of a key; a key has no control characters, so escaping never splits
+    a fragment of it. Only the first `limit + len(key) + MIN_FRAGMENT` characters are examined:
+    a fragment that reaches into the kept part lies wholly inside them, and the rest is never kept.
     """
     reach = limit + (len(key.reveal()) if key is not None else 0) + MIN_FRAGMENT
-    text = escape(redact(text[:reach], key))
+    text = redact(escape(text[:reach]), key)
     return text if len(text) <= limit else text[: limit - len(CUT)] + CUT
 
 

@@ -43,15 +43,16 @@ async def serve(settings: Settings, log: Log, announce: Callable[[str], None] | 
             make_app(poller, metrics.registry, quit_requested=quit_requested), settings.listen, log
         )
         address = bound_address(runner)
+        optional = {"readyFile": str(settings.ready_file)} if settings.ready_file else {}
         log.info(
             "listening",
             address=address,
             whoamiUrl=settings.whoami_url,
             interval=settings.interval,
             staleAfter=settings.stale_after,
-            readyFile=str(settings.ready_file) if settings.ready_file else None,
             quitquitquit=settings.quitquitquit,
             version=__version__,
+            **optional,
         )
         if announce is not None:
             announce(f"http://{address}")

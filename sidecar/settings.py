@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -216,6 +217,19 @@ def _rate(text: str) -> float:
     return value
 
 
+def _ready_file(text: str) -> Path:
+    # Refused at start rather than failing at the first verdict: the directory is the shared
+    # volume, and a typo in its path would leave the worker waiting for a file never written.
+    path = _path(text)
+    if not path.parent.is_dir():
+        raise ValueError(f"{str(path.parent)!r} is not a directory (mount the shared volume there)")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{str(path.parent)!r} is not writable by this user")
+    if path.is_dir():
+        raise ValueError(f"{text!r} is a directory; name a file in it")
+    return path
+
+
 def _path(text: str) -> Path:
     if not text.strip():
         raise ValueError("the path is empty")
@@ -345,7 +359,7 @@ OPTIONS: Final = {
             None,
             "a file that exists exactly while ready (written and removed atomically), for "
             "workers that no probe reaches: they check it before taking work",
-            _path,
+            _ready_file,
             "PATH",
         ),
         Option(

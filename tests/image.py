@@ -1,4 +1,4 @@
-"""The container image, built by buildah and run by podman, with no daemon.
+"""The container image, built by buildah with no daemon, and the storage podman runs it from.
 
 - **Build.** `buildah bud --isolation chroot` builds the repository's `Dockerfile` as it is. The
   base images are the real ones (`debian:12-slim`, `gcr.io/distroless/python3-debian12:nonroot`)
@@ -6,10 +6,7 @@
   packages with `debootstrap --variant=minbase bookworm`: the same Debian 12 and the same
   `/usr/bin/python3` (3.11), passed as the `DEBIAN_IMAGE` / `RUNTIME_IMAGE` build arguments. The
   runtime stand-in has, like distroless, CA certificates, a `nonroot` user 65532 and no shell.
-- **Run.** `podman run` with runc (containerd's default OCI runtime) when it is installed, else
-  podman's default runtime, as the pod security context of the manifests asks: uid
-  65532, read-only root filesystem, all capabilities dropped, no privilege escalation, host
-  network so that the container reaches the emulator on 127.0.0.1.
+- **Run.** `tests/container.py` runs the image with podman, in this same storage.
 - **Storage.** One containers/storage under `${XDG_CACHE_HOME:-~/.cache}/layers-readiness`, shared
   by buildah and podman. The stand-ins stay there between runs (tagged with a hash of their recipe)
   so that a second run skips `debootstrap`; every built image and container is removed again.
@@ -18,7 +15,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import hashlib
 import json
@@ -29,8 +25,9 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.tools import tool
 
@@ -77,12 +74,6 @@ SHELLS = ("/bin/sh", "/usr/bin/sh", "/bin/bash", "/usr/bin/bash", "/bin/dash", "
 PULL_TIMEOUT = 90
 DEBOOTSTRAP_TIMEOUT = 600
 BUILD_TIMEOUT = 600
-RUN_TIMEOUT = 120
-
-# podman's default limits (1048576 open files) are above the hard limits of a runner without
-# CAP_SYS_RESOURCE (this one: 20000), where the runtime then fails to start the container.
-# Explicit limits far below any runner's hard limit avoid that.
-ULIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
 
 
 def cache_dir() -> Path:
@@ -154,13 +145,20 @@ def store() -> Store:
     driver = os.environ.get("LAYERS_IMAGE_STORAGE_DRIVER") or (
         "overlay" if overlay_works(cache / "probe") else "vfs"
     )
-    # A storage root is tied to its driver; the run root is per-boot state, so under /tmp.
-    runroot = Path(tempfile.gettempdir()) / f"layers-readiness-{os.geteuid()}" / driver
+    # A storage root is tied to its driver, and to one run root (mount state and locks, per
+    # boot): podman records the pair and refuses another. So the run root is a function of the
+    # storage root alone, under /run as podman's own default is (not under $TMPDIR, which varies).
+    root = cache / "storage" / driver
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    # (Rootless podman's own default is $XDG_RUNTIME_DIR.)
+    user_run = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    run_dir = Path("/run") if os.geteuid() == 0 else Path(user_run)
+    runroot = run_dir / f"layers-readiness-{digest}"
     tool("buildah")
     tool("podman")
     # runc rather than crun where both exist: Debian 12's crun refuses the hybrid cgroup v1/v2
     # layout some runners have ("cgroups in hybrid mode not supported"); runc handles both.
-    return Store(cache / "containers" / driver, runroot, driver, shutil.which("runc"))
+    return Store(root, runroot, driver, shutil.which("runc"))
 
 
 @contextmanager
@@ -294,6 +292,7 @@ class Built:
     size: int  # bytes, unpacked
     base_size: int  # bytes, unpacked, of the runtime base
     pulled_size: int  # bytes of the gzip-compressed layers: what a node downloads
+    own_pulled_size: int  # ... of the layers over the runtime base: what an upgrade downloads
 
 
 def image_size(st: Store, ref: str) -> int:
@@ -301,15 +300,15 @@ def image_size(st: Store, ref: str) -> int:
     return int(out.strip())
 
 
-def compressed_size(st: Store, ref: str) -> int:
-    """The sum of the image's layers as a registry stores them (gzip), via an OCI layout."""
+def compressed_layers(st: Store, ref: str) -> list[int]:
+    """The sizes of the image's layers as a registry stores them (gzip), via an OCI layout."""
     with tempfile.TemporaryDirectory() as tmp:
         layout = Path(tmp) / "oci"
         run(st.buildah("push", "--quiet", ref, f"oci:{layout}"), timeout=300)
         index = json.loads((layout / "index.json").read_text())
         digest = index["manifests"][0]["digest"].split(":", 1)[1]
         manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
-        return sum(int(layer["size"]) for layer in manifest["layers"])
+        return [int(layer["size"]) for layer in manifest["layers"]]
 
 
 def build(
@@ -325,6 +324,7 @@ def build(
     started = time.monotonic()
     run(st.buildah(*args, "--file", str(ROOT / "Dockerfile"), str(ROOT)), timeout=BUILD_TIMEOUT)
     seconds = time.monotonic() - started
+    layers, base_layers = compressed_layers(st, ref), compressed_layers(st, base.runtime)
     return Built(
         ref=ref,
         bases=base,
@@ -332,7 +332,8 @@ def build(
         seconds=seconds,
         size=image_size(st, ref),
         base_size=image_size(st, base.runtime),
-        pulled_size=compressed_size(st, ref),
+        pulled_size=sum(layers),
+        own_pulled_size=sum(layers[len(base_layers) :]),
     )
 
 
@@ -340,10 +341,10 @@ def remove_image(st: Store, ref: str) -> None:
     run(st.buildah("rmi", "--force", ref), timeout=120, check=False)
 
 
-def config(st: Store, ref: str) -> dict[str, object]:
-    """The image's OCI config (`config` of the image config blob: User, Labels, Entrypoint...)."""
+def config(st: Store, ref: str) -> dict[str, Any]:
+    """The image's OCI config blob: `config` (User, Labels, Entrypoint...), `history`, `rootfs`."""
     out = run(st.buildah("inspect", "--type", "image", ref), timeout=60).stdout
-    oci: dict[str, object] = json.loads(out)["OCIv1"]
+    oci: dict[str, Any] = json.loads(out)["OCIv1"]
     return oci
 
 
@@ -356,103 +357,3 @@ def mounted(st: Store, ref: str) -> Iterator[Path]:
     finally:
         run(st.buildah("umount", container), timeout=60, check=False)
         run(st.buildah("rm", container), timeout=60, check=False)
-
-
-@dataclass(frozen=True)
-class Sandbox:
-    """How the container runs: the restricted security context of the manifests, by default."""
-
-    user: str = "65532:65532"
-    read_only: bool = True
-    tmp: Path | None = None  # bind-mounted read-write at /tmp: the only writable place
-    key_dir: Path | None = None  # bind-mounted read-only where the manifests mount the Secret
-    env: dict[str, str] = field(default_factory=dict)
-    entrypoint: str | None = None
-
-    def flags(self) -> list[str]:
-        flags = [
-            "--pull=never",
-            "--network=host",
-            f"--user={self.user}",
-            "--cap-drop=ALL",
-            "--security-opt=no-new-privileges",
-            *ULIMITS,
-        ]
-        if self.read_only:
-            # podman would otherwise mount its own tmpfs on /tmp, /run and /var/tmp.
-            flags += ["--read-only", "--read-only-tmpfs=false"]
-        if self.tmp is not None:
-            flags += ["--mount", f"type=bind,src={self.tmp},dst=/tmp"]
-        if self.key_dir is not None:
-            flags += ["--mount", f"type=bind,src={self.key_dir},dst={KEY_DIR},ro=true"]
-        for key, value in self.env.items():
-            flags += ["--env", f"{key}={value}"]
-        if self.entrypoint is not None:
-            flags += ["--entrypoint", json.dumps([self.entrypoint])]
-        return flags
-
-
-# Where the manifests mount the key Secret, and the file the program reads.
-KEY_DIR = "/var/run/secrets/layers"
-KEY_FILE = f"{KEY_DIR}/api-key"
-
-
-def run_once(
-    st: Store, ref: str, sandbox: Sandbox, *args: str, timeout: float = RUN_TIMEOUT
-) -> subprocess.CompletedProcess[str]:
-    """`podman run --rm` to completion: the exit code is the program's."""
-    return run(st.podman("run", "--rm", *sandbox.flags(), ref, *args), timeout=timeout, check=False)
-
-
-@dataclass
-class Container:
-    st: Store
-    name: str
-
-    def logs(self) -> str:
-        done = run(self.st.podman("logs", self.name), timeout=60, check=False)
-        return done.stdout + done.stderr
-
-    def running(self) -> bool:
-        out = run(
-            self.st.podman("inspect", "--format", "{{.State.Running}}", self.name),
-            timeout=60,
-            check=False,
-        ).stdout
-        return out.strip() == "true"
-
-    def stop(self, grace: int = 10) -> int:
-        """SIGTERM, then SIGKILL after `grace` seconds; the exit code."""
-        run(self.st.podman("stop", "--time", str(grace), self.name), timeout=grace + 60)
-        out = run(
-            self.st.podman("inspect", "--format", "{{.State.ExitCode}}", self.name), timeout=60
-        ).stdout
-        return int(out.strip())
-
-    def diff(self) -> list[str]:
-        """What the container changed in its own root filesystem layer (`C /x`, `A /y`)."""
-        out = run(self.st.podman("diff", self.name), timeout=60).stdout
-        return sorted(line for line in out.splitlines() if line.strip())  # podman's order varies
-
-
-def runtime_diff(st: Store, ref: str, sandbox: Sandbox) -> list[str]:
-    """What the runtime itself changes in a container's root layer before the program runs:
-    mount points for the bind mounts, `/etc/hosts` and the like. A Python that does nothing."""
-    idle = dataclasses.replace(sandbox, entrypoint="/usr/bin/python3")
-    name = f"layers-readiness-test-{os.getpid()}-{time.monotonic_ns()}"
-    try:
-        run(st.podman("run", "--name", name, *idle.flags(), ref, "-c", "pass"), timeout=RUN_TIMEOUT)
-        return Container(st, name).diff()
-    finally:
-        run(st.podman("rm", "--force", "--time", "0", name), timeout=60, check=False)
-
-
-@contextmanager
-def started(st: Store, ref: str, sandbox: Sandbox, *args: str) -> Iterator[Container]:
-    """`podman run --detach`; the container is removed afterwards whatever happens."""
-    name = f"layers-readiness-test-{os.getpid()}-{time.monotonic_ns()}"
-    run(st.podman("run", "--detach", "--name", name, *sandbox.flags(), ref, *args), timeout=120)
-    try:
-        yield Container(st, name)
-    finally:
-        run(st.podman("rm", "--force", "--time", "0", name), timeout=60, check=False)

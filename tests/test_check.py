@@ -121,7 +121,7 @@ async def test_a_retry_after_longer_than_the_deadline_ends_now(
     [line] = own(logs)
     assert line["reason"] == "rate_limited"
     assert "asked to wait 30s" in line["detail"]
-    assert "--deadline 5s" in line["detail"]
+    assert "--deadline 5s leaves 5.0s" in line["detail"]
 
 
 async def test_a_retry_after_within_the_deadline_is_honoured(upstream: TestServer) -> None:

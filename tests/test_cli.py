@@ -184,21 +184,22 @@ def test_check_exit_codes(
 def test_check_retries_transients_until_the_deadline_then_exits_1(upstream: Emulator) -> None:
     upstream.set(failure="server_error")
     started = time.monotonic()
-    got, stderr = check(upstream, "--deadline", "2s", "--interval", "1s")
+    got, stderr = check(upstream, "--deadline", "3s", "--interval", "1s")
     elapsed = time.monotonic() - started
     assert got == 1, stderr
     assert upstream.whoami_requests() >= 3  # back-off from about a second, capped by --interval
-    assert elapsed < 2 + 5  # the deadline, plus the interpreter's start-up
+    assert elapsed < 3 + 5  # the deadline, plus the interpreter's start-up
     last = json.loads(stderr.splitlines()[-1])
     # The last line names what happened, not "starting": the outcome, the deadline, the URL.
     assert last["event"] == "check failed"
-    assert last["reason"] == "server_error"
-    assert "--deadline 2s" in last["detail"]
-    assert "HTTP 500" in last["detail"]
+    # What the last attempt got: the 500, or, on a loaded machine, no answer in the little time
+    # the deadline left it (its timeout is cut to what is left).
+    assert last["reason"] in ("server_error", "timeout")
+    assert "--deadline 3s" in last["detail"]
     assert last["url"] == upstream.url + "/v1/whoami"
     retries = [json.loads(line) for line in stderr.splitlines()[:-1]]
-    assert retries
-    assert all(r["event"] == "check retrying" and r["status"] == 500 for r in retries)
+    assert {r["event"] for r in retries} == {"check retrying"}
+    assert any(r.get("status") == 500 and "HTTP 500" in r["detail"] for r in retries)
 
 
 def test_check_with_deadline_0_makes_one_attempt(upstream: Emulator) -> None:

@@ -4,8 +4,9 @@ documented install deploys only what its text says.
 
 The commands are parsed out of README.md, docs/*.md and the chart's README (fenced blocks and
 inline code, with `\\` continuations joined). `kubectl apply -k DIR` and `kubectl kustomize DIR |
-kubectl apply -f -` are built with `kubectl kustomize`; `helm install|upgrade --install` of this
-repository's chart is rendered by Helm's engine with the command's `--set` values and namespace.
+kubectl apply -f -` are built with `kubectl kustomize`; `kubectl apply -f PATH` reads the files;
+`helm install|upgrade --install` of this repository's chart is rendered by Helm's engine with the
+command's `--set` values and namespace.
 `kubectl create` never replaces an existing object, so it is not a risk and is not rendered.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.k8s import CHART_DIR, ROOT, Obj, kustomize, render_chart
+from tests.k8s import CHART_DIR, ROOT, Obj, kustomize, load_documents, render_chart
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), CHART_DIR / "README.md"]
 
@@ -66,12 +67,13 @@ def secrets_the_user_creates() -> set[str]:
     return names
 
 
-def set_value(values: dict[str, Any], dotted: str, raw: str) -> None:
-    """`--set a.b=c` as Helm reads it: true/false and integers are typed, the rest strings."""
+def set_value(values: dict[str, Any], dotted: str, raw: str, *, typed: bool = True) -> None:
+    """`--set a.b=c` as Helm reads it: true/false and integers are typed, the rest strings
+    (`--set-string`: all strings)."""
     value: Any = raw
-    if raw in {"true", "false"}:
+    if typed and raw in {"true", "false"}:
         value = raw == "true"
-    elif re.fullmatch(r"-?\d+", raw):
+    elif typed and re.fullmatch(r"-?\d+", raw):
         value = int(raw)
     *parents, last = dotted.split(".")
     for part in parents:
@@ -87,20 +89,23 @@ def render_helm(command: Command) -> list[Obj]:
     i = 1
     while i < len(words):
         word = words[i]
-        if word == "--set":
+        if word in {"--set", "--set-string"}:
             key, _, raw = words[i + 1].partition("=")
-            set_value(values, key, raw)
+            set_value(values, key, raw, typed=word == "--set")
             i += 2
         elif word in {"--namespace", "-n"}:
             namespace = words[i + 1]
             i += 2
-        elif word.startswith("--"):
-            i += 1
+        elif word in {"--values", "-f"}:
+            pytest.fail(f"{command.source}: `{command.text}`: teach this test to read {word}")
+        elif word.startswith("-"):
+            i += 1  # --install, --create-namespace, --wait: flags without a value
         else:
             positional.append(word)
             i += 1
     # install NAME CHART, or upgrade --install NAME CHART
-    verb, release, chart = positional[0], positional[1], positional[2]
+    assert len(positional) == 3, f"{command.source}: cannot read `{command.text}`"
+    verb, release, chart = positional
     assert verb in {"install", "upgrade"}, command
     assert Path(chart).resolve() == CHART_DIR.resolve() or chart.endswith("helm/layers-readiness")
     return [
@@ -119,6 +124,11 @@ def render(command: Command) -> Rendered | None:
         if "://" in directory or directory.startswith("github.com"):
             return None
         return Rendered(command, kustomize(ROOT / directory))
+    applied = re.match(r"kubectl (?:-n \S+ )?apply (?:-n \S+ )?-f (\S+)", text)
+    if applied and applied.group(1) != "-" and "://" not in applied.group(1):
+        path = ROOT / applied.group(1)
+        files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        return Rendered(command, [o for f in files for o in load_documents(f.read_text())])
     if re.match(r"helm (?:install|upgrade)\b", text):
         return Rendered(command, render_helm(command))
     return None

@@ -1,7 +1,7 @@
 """The image, built from the Dockerfile and run as a pod would run it.
 
-One build per session (see `tests/image.py` for how: buildah, podman with runc, real or
-Debian-made base images). The build gets a CA bundle as the `ca` build secret, the way a user
+One build per session (`tests/image.py`: buildah, real or Debian-made base images), run by podman
+(`tests/container.py`). The build gets a CA bundle as the `ca` build secret, the way a user
 behind a TLS-intercepting proxy builds; it must not end up in the image. The built image then
 runs as uid 65532 with a read-only root filesystem, no capabilities and no shell, against the
 emulator on loopback: `check` exits 0 and 5 as documented, `serve` answers `/readyz` and its
@@ -25,9 +25,19 @@ from pathlib import Path
 import pytest
 
 from sidecar import __version__
-from tests import image
-from tests.image import KEY_FILE, Built, Sandbox, Store
-from tests.k8s import IMAGE_UID
+from tests import container, image
+from tests.container import KEY_FILE, Sandbox, Security
+from tests.image import Built, Store
+from tests.k8s import (
+    DEPLOY_DIR,
+    IMAGE_UID,
+    all_containers,
+    kustomizations,
+    kustomize,
+    pod_spec,
+    render_chart,
+    workloads,
+)
 from tests.support import FAKE_KEY, Emulator, emulator, free_port, http, wait_for
 from tests.tools import tool
 
@@ -44,21 +54,24 @@ def st() -> Store:
 
 @dataclass(frozen=True)
 class CaBundle:
-    path: Path
+    source: Path  # this machine's bundle
+    path: Path  # a copy with the marker, which the build gets
     marker: str  # a line appended to the bundle, found nowhere else
 
 
 @pytest.fixture(scope="module")
-def ca_bundle(tmp_path_factory: pytest.TempPathFactory) -> CaBundle | None:
+def ca_bundle(tmp_path_factory: pytest.TempPathFactory) -> CaBundle:
     """This machine's CA bundle (which trusts a TLS-intercepting proxy if there is one)."""
     system = Path(os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt")
     if not system.is_file():
-        return None
+        pytest.fail(
+            f"no CA bundle at {system}: install Debian's ca-certificates or set SSL_CERT_FILE"
+        )
     marker = f"# layers-readiness build-secret marker {uuid.uuid4().hex}"
     bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
     # PEM readers skip text outside BEGIN/END blocks, so the marker leaves the bundle valid.
     bundle.write_text(system.read_text() + f"\n{marker}\n")
-    return CaBundle(bundle, marker)
+    return CaBundle(system, bundle, marker)
 
 
 def git_revision() -> str:
@@ -83,7 +96,7 @@ def announce(config: pytest.Config, text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(st: Store, ca_bundle: CaBundle | None, pytestconfig: pytest.Config) -> Iterator[Built]:
+def built(st: Store, ca_bundle: CaBundle, pytestconfig: pytest.Config) -> Iterator[Built]:
     bases = image.bases(st)
     announce(pytestconfig, f"building with {bases.describe()}")
     ref = f"localhost/layers-readiness:test-{os.getpid()}"
@@ -92,15 +105,15 @@ def built(st: Store, ca_bundle: CaBundle | None, pytestconfig: pytest.Config) ->
         bases,
         ref=ref,
         build_args={"VERSION": __version__, "REVISION": git_revision()},
-        ca_bundle=None if ca_bundle is None else ca_bundle.path,
+        ca_bundle=ca_bundle.path,
     )
     announce(
         pytestconfig,
         f"built {ref} in {result.seconds:.0f} s (storage {st.driver}, runtime "
         f"{st.runtime or 'podman default'}): {result.size / MiB:.1f} MiB unpacked, "
         f"{(result.size - result.base_size) / MiB:.1f} MiB over the runtime base, "
-        f"{result.pulled_size / MiB:.1f} MiB compressed layers; CA bundle as build secret: "
-        f"{'yes' if ca_bundle else 'no'}",
+        f"{result.pulled_size / MiB:.1f} MiB compressed ({result.own_pulled_size / MiB:.1f} MiB "
+        f"over the base); {ca_bundle.source} (+ a marker) as the `ca` build secret",
     )
     try:
         yield result
@@ -118,7 +131,7 @@ def rootfs(st: Store, built: Built) -> Iterator[Path]:
 
 
 def test_labels_carry_the_source_version_and_revision(st: Store, built: Built) -> None:
-    labels = image.config(st, built.ref)["config"]["Labels"]  # type: ignore[index]
+    labels = image.config(st, built.ref)["config"]["Labels"]
     assert labels["org.opencontainers.image.version"] == __version__
     assert labels["org.opencontainers.image.revision"] == built.build_args["REVISION"]
     assert re.fullmatch(r"[0-9a-f]{40}", labels["org.opencontainers.image.revision"])
@@ -128,18 +141,15 @@ def test_labels_carry_the_source_version_and_revision(st: Store, built: Built) -
 
 def test_runs_as_the_fixed_user_with_the_program_as_entrypoint(st: Store, built: Built) -> None:
     cfg = image.config(st, built.ref)["config"]
-    assert isinstance(cfg, dict)
     assert cfg["User"] == f"{IMAGE_UID}:{IMAGE_UID}"
     assert cfg["Entrypoint"] == ["layers-sidecar"]
     assert cfg["Cmd"] == ["serve"]
     assert "8080/tcp" in cfg["ExposedPorts"]
 
 
-def test_the_ca_bundle_is_used_for_the_build_but_not_kept(
-    st: Store, built: Built, rootfs: Path, ca_bundle: CaBundle | None
+def test_the_ca_build_secret_stays_out_of_the_image(
+    st: Store, built: Built, rootfs: Path, ca_bundle: CaBundle
 ) -> None:
-    if ca_bundle is None:
-        pytest.skip("no CA bundle on this machine to pass as a build secret")
     assert not (rootfs / "run/secrets/ca").exists()
     # No file of the image, and nothing in its config or history, holds the bundle's marker.
     grep = subprocess.run(
@@ -150,9 +160,9 @@ def test_the_ca_bundle_is_used_for_the_build_but_not_kept(
         check=False,
     )
     assert grep.returncode == 1, f"the CA bundle is in the image: {grep.stdout}"
-    metadata = json.dumps(image.config(st, built.ref))
-    assert ca_bundle.marker not in metadata
-    assert "/run/secrets/ca" not in json.dumps(image.config(st, built.ref)["config"])
+    oci = image.config(st, built.ref)
+    assert ca_bundle.marker not in json.dumps(oci)
+    assert "/run/secrets/ca" not in json.dumps(oci["config"])  # not in ENV, nor anywhere else
 
 
 def test_the_runtime_has_no_shell_and_no_pip(rootfs: Path) -> None:
@@ -167,6 +177,28 @@ def test_the_runtime_has_no_shell_and_no_pip(rootfs: Path) -> None:
 
 
 # --- run as a pod runs it -----------------------------------------------------------------------
+
+
+def image_containers() -> list[tuple[str, Security]]:
+    """Every container of this image in the chart (default values) and the deploy/ examples."""
+    sources = {"chart": [o for docs in render_chart().values() for o in docs]}
+    for directory in kustomizations():
+        sources[str(directory.relative_to(DEPLOY_DIR))] = kustomize(directory)
+    found = []
+    for source, objects in sources.items():
+        for workload in workloads(objects):
+            spec = pod_spec(workload)
+            for _, c in all_containers(spec):
+                if "/layers-readiness:" in c["image"] or "/layers-readiness@" in c["image"]:
+                    found.append((f"{source}: {c['name']}", Security.of(spec, c)))
+    return found
+
+
+def test_the_runs_below_use_the_security_context_of_every_manifest() -> None:
+    found = image_containers()
+    assert len(found) >= 3, found
+    for where, security in found:
+        assert security == container.RESTRICTED, where
 
 
 @pytest.fixture
@@ -229,7 +261,7 @@ def test_the_sandbox_is_what_the_manifests_ask_for(
 ) -> None:
     # The image's own Python, entered directly: no shell is involved anywhere.
     probe = Sandbox(tmp=writable_tmp, entrypoint="/usr/bin/python3")
-    done = image.run_once(st, built.ref, probe, "-c", PROBE)
+    done = container.run_once(st, built.ref, probe, "-c", PROBE)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     assert seen["uid"] == seen["gid"] == IMAGE_UID
@@ -243,7 +275,7 @@ def test_the_sandbox_is_what_the_manifests_ask_for(
 def test_check_exits_0_against_a_healthy_key(
     st: Store, built: Built, upstream: Emulator, key_dir: Path, writable_tmp: Path
 ) -> None:
-    done = image.run_once(st, built.ref, sandbox(upstream, key_dir, writable_tmp), "check")
+    done = container.run_once(st, built.ref, sandbox(upstream, key_dir, writable_tmp), "check")
     assert done.returncode == 0, done.stdout + done.stderr
     assert upstream.whoami_requests() >= 1
     assert FAKE_KEY not in done.stdout + done.stderr
@@ -253,7 +285,7 @@ def test_check_exits_5_on_the_kill_switch(
     st: Store, built: Built, upstream: Emulator, key_dir: Path, writable_tmp: Path
 ) -> None:
     upstream.set(killSwitch=True)
-    done = image.run_once(st, built.ref, sandbox(upstream, key_dir, writable_tmp), "check")
+    done = container.run_once(st, built.ref, sandbox(upstream, key_dir, writable_tmp), "check")
     assert done.returncode == 5, done.stdout + done.stderr
 
 
@@ -274,13 +306,14 @@ def test_serve_is_ready_exports_valid_metrics_and_writes_nothing(
         LAYERS_SIDECAR_LISTEN=f"127.0.0.1:{port}",
         LAYERS_SIDECAR_INTERVAL="200ms",
     )
-    box = dataclasses.replace(base, read_only=read_only)
+    security = dataclasses.replace(base.security, read_only=read_only)
+    box = dataclasses.replace(base, security=security)
     url = f"http://127.0.0.1:{port}"
-    with image.started(st, built.ref, box) as container:  # CMD: serve
+    with container.started(st, built.ref, box) as served:  # CMD: serve
 
         def ready() -> bool:
-            if not container.running():
-                raise AssertionError(f"serve exited:\n{container.logs()}")
+            if not served.running():
+                raise AssertionError(f"serve exited:\n{served.logs()}")
             return http("GET", url + "/readyz", timeout=2).status == 200
 
         wait_for(ready, timeout=60, what="/readyz 200 from the container")
@@ -297,10 +330,10 @@ def test_serve_is_ready_exports_valid_metrics_and_writes_nothing(
             check=False,
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert container.stop() == 0, container.logs()  # SIGTERM: a clean shutdown
-        assert FAKE_KEY not in container.logs()
+        assert served.stop() == 0, served.logs()  # SIGTERM: a clean shutdown
+        assert FAKE_KEY not in served.logs()
         # Even where it could write (a writable root), it wrote nothing outside /tmp: its root
         # layer holds only what the runtime puts there for any program (mount points).
-        assert container.diff() == image.runtime_diff(st, built.ref, box)
+        assert served.diff() == container.runtime_diff(st, built.ref, box)
     # ... and nothing in /tmp either.
     assert list(writable_tmp.iterdir()) == []

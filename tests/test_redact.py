@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sidecar.redact import MIN_FRAGMENT, PLACEHOLDER, REDACTED, clean, escape, label, redact
@@ -65,3 +65,27 @@ def test_no_fragment_survives_clean_wherever_it_sits(before: str, after: str, li
     assert not any(f in kept for f in fragments(FAKE_SECRET))
     assert len(kept) <= limit
     kept.encode("utf-8")
+
+
+KEY_CHARS = st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="_")
+
+
+@given(
+    st.text(KEY_CHARS, min_size=MIN_FRAGMENT, max_size=40),
+    st.data(),
+    st.text(max_size=60),
+    st.text(max_size=60),
+    st.integers(min_value=8, max_value=200),
+)
+@example("\\x0aXYZW", None, "\n", "XYZW", 100)  # an escape next to the rest spells the secret
+@settings(max_examples=300, deadline=None)
+def test_for_any_key_no_fragment_of_its_secret_survives(
+    secret: str, data: st.DataObject | None, before: str, after: str, limit: int
+) -> None:
+    if data is None:  # the explicit example: no fragment inserted, the text spells it
+        start = end = 0
+    else:
+        start = data.draw(st.integers(min_value=0, max_value=len(secret) - MIN_FRAGMENT))
+        end = data.draw(st.integers(min_value=start + MIN_FRAGMENT, max_value=len(secret)))
+    kept = clean(before + secret[start:end] + after, Secret(f"lp_test_k1_{secret}"), limit=limit)
+    assert not any(f in kept for f in fragments(secret))

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
+from sidecar import server
 from sidecar.metrics import Metrics
 from sidecar.readiness import Reason, State, Verdict
 from sidecar.server import (
@@ -255,3 +256,25 @@ async def test_a_malformed_request_is_one_json_line_not_a_traceback(
     errors = [line for line in logs if line["event"] == "http error"]
     assert len(errors) == 1  # twenty bad requests within a second: one line
     assert "Traceback" not in capsys.readouterr().err
+
+
+async def test_an_idle_connection_is_closed_after_the_idle_timeout(
+    source: FakeSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "IDLE_TIMEOUT", 0.2)
+    metrics = Metrics()
+    metrics.watch(source)
+    runner = await start_site(make_app(source, metrics.registry), Listen("127.0.0.1", 0))
+    try:
+        port = int(bound_address(runner).rsplit(":", 1)[1])
+        silent = await asyncio.open_connection("127.0.0.1", port)
+        half = await asyncio.open_connection("127.0.0.1", port)
+        half[1].write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")  # and never the end of it
+        async with asyncio.timeout(10):
+            assert await silent[0].read() == b""
+            assert await half[0].read() == b""
+        for _, writer in (silent, half):
+            writer.close()
+            await writer.wait_closed()
+    finally:
+        await runner.cleanup()

@@ -219,3 +219,51 @@ def test_the_cli_s_exit_code_for_configuration_errors_is_the_settings_one() -> N
     from sidecar import cli, settings
 
     assert cli.EXIT_CONFIG == settings.EXIT_CONFIG == 2
+
+
+def test_defaults_are_written_once_in_the_table() -> None:
+    from sidecar.settings import COMMANDS, OPTIONS, Settings, load_command
+
+    # A Settings built with no value at all holds the table's defaults, parsed.
+    assert load({}, KEY) == Settings(api_key=Secret(KEY["LAYERS_API_KEY"]))
+    for command, spec in COMMANDS.items():
+        for name in spec.options:
+            assert name in OPTIONS, (command, name)
+    demo = load_command("demo", {}, {})
+    assert (demo.interval, str(demo.listen), str(demo.emulator_listen)) == (
+        2,
+        "127.0.0.1:8080",
+        "127.0.0.1:8081",
+    )
+
+
+def test_the_lifecycle_settings(tmp_path: Path) -> None:
+    from sidecar.settings import load_command
+
+    serve = load_command("serve", {}, {**KEY, "LAYERS_SIDECAR_QUITQUITQUIT": "true"})
+    assert serve.quitquitquit is True
+    assert serve.ready_file is None
+    ready = str(tmp_path / "ready")
+    serve = load_command("serve", {"quitquitquit": "true", "ready_file": ready}, KEY)
+    assert (serve.quitquitquit, serve.ready_file) == (True, tmp_path / "ready")
+    assert load_command("serve", {}, KEY).quitquitquit is False
+    for bad in (" ", str(tmp_path / "absent" / "ready"), str(tmp_path)):
+        with pytest.raises(ConfigError, match=r"^LAYERS_SIDECAR_READY_FILE: "):
+            load_command("serve", {}, {**KEY, "LAYERS_SIDECAR_READY_FILE": bad})
+
+
+def test_the_demo_and_the_emulator_name_the_emulator_setting_as_they_spell_it() -> None:
+    from sidecar.settings import load_command
+
+    with pytest.raises(ConfigError, match=r"^--listen: "):
+        load_command("emulate", {"emulator_listen": "nowhere"}, {})
+    with pytest.raises(ConfigError, match=r"^--emulator-listen: "):
+        load_command("demo", {"emulator_listen": "nowhere"}, {})
+    with pytest.raises(ConfigError, match=r"^LAYERS_EMULATOR_SCENARIO: .*nope.json"):
+        load_command("demo", {}, {"LAYERS_EMULATOR_SCENARIO": "/nope.json"})
+
+
+@pytest.mark.parametrize("text", ["abc", "-5", "nan", "inf"])
+def test_min_credits_is_a_number_of_0_or_more(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"^--min-credits: "):
+        load({"min_credits": text}, KEY)
