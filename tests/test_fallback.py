@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,3 +202,26 @@ def test_check_does_not_use_the_fallback_on_a_5xx_from_the_hub(
         )
     assert done.returncode == 1
     assert spare.whoami_requests() == 0
+
+
+def test_check_with_the_fallback_never_runs_past_its_deadline(silent: str) -> None:
+    # Both URLs hang: the hub's call takes the whole --deadline, and the fallback gets only
+    # what is left of it (nothing), not another --timeout.
+    with socket.socket() as second:
+        second.bind(("127.0.0.1", 0))
+        second.listen(8)
+        fallback = f"http://127.0.0.1:{second.getsockname()[1]}"
+        started = time.monotonic()
+        done = run_check(
+            "--api-url",
+            silent,
+            "--fallback-api-url",
+            fallback,
+            "--deadline",
+            "1s",
+            "--timeout",
+            "20s",
+        )
+        took = time.monotonic() - started
+    assert done.returncode == 1, done.stderr
+    assert took < 15, f"check ran {took:.1f}s with --deadline 1s"  # the bug: 1s + another 20s
