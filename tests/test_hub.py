@@ -213,6 +213,33 @@ def test_past_the_upstream_rate_a_miss_is_503_hub_busy(upstream: Emulator, tmp_p
         assert sample(scrape(running), "layers_hub_requests_total", result="rejected") == 9
 
 
+async def test_a_flood_of_random_keys_does_not_starve_a_known_key(
+    upstream: Emulator, tmp_path: Path
+) -> None:
+    with hub(tmp_path, upstream.url, "--max-upstream-rate", "5", "--ttl", "300ms") as running:
+        assert ask(running).status == 200  # the upstream has accepted this key once
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def get(key: str, after: float = 0.0) -> tuple[int, str]:
+                await asyncio.sleep(after)
+                headers = {"X-Api-Key": key}
+                async with session.get(running.url + "/v1/whoami", headers=headers) as response:
+                    await response.read()
+                    return response.status, response.headers["X-Layers-Hub"]
+
+            known: list[tuple[int, str]] = []
+            flooded: list[tuple[int, str]] = []
+            for round_ in range(3):
+                flood = [get(f"lp_test_f{round_}x{i}_RANDOMfakeRANDOM") for i in range(150)]
+                # Past the TTL, in the middle of the flood: the known key needs a fresh call.
+                *answers, mine = await asyncio.gather(*flood, get(FAKE_KEY, after=0.35))
+                flooded += answers
+                known.append(mine)
+    assert known == [(200, "miss")] * 3  # each refresh got through
+    assert sum(status == 503 for status, _ in flooded) > 300  # the flood was refused
+
+
 def test_an_unreachable_upstream_is_502_cached_for_one_second(tmp_path: Path) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     with hub(tmp_path, closed) as running:
