@@ -10,10 +10,11 @@ one real minute would see at those settings.
 
 Measured for N in {10, 100, 1,000}, each mode: upstream calls a (scaled) minute, the time for a
 kill-switch flip to reach every sidecar's readiness (p50, max; the clock starts before the flip
-request), whoami latency as the sidecars saw it (the hub's p99), the hub's RSS and CPU. Then
-1,000 sidecars with 1,000 distinct keys, and a failover run: 1,000 sidecars with
-`--stale-after 0` (one failed poll would turn a pod not ready) through the hub, the hub killed
-mid-run and restarted on the same port.
+request), whoami latency as the sidecars saw it and as a probe process beside them saw it (the
+hub's p99), the hub's RSS and CPU. Then the same for 10 real `serve` processes, direct and
+through the hub; 1,000 sidecars with 1,000 distinct keys; and a failover run: 1,000 sidecars
+with `--stale-after 0` (one failed poll would turn a pod not ready) through the hub, the hub
+killed mid-run and restarted on the same port.
 """
 
 from __future__ import annotations
