@@ -237,7 +237,10 @@ async def _window(
     if hub_process is not None:
         hub_cpu = cpu_seconds(hub_process.proc.pid) - cpu
         result["hub_cpu_share"] = hub_cpu / elapsed
-        result["hub_cpu_ms_per_request"] = hub_cpu * 1000 / max(1, len(latencies))
+        # Every request the hub answered in the window: the sidecars' and the probe's.
+        answered = len(latencies) + (result["probe"]["requests"] if "probe" in result else 0)
+        result["hub_requests"] = answered
+        result["hub_cpu_ms_per_request"] = hub_cpu * 1000 / max(1, answered)
         result["hub_rss_mib"] = rss_mib(hub_process.proc.pid)
     return result
 
