@@ -25,7 +25,7 @@ from tests.hostile import (
     wait_event,
     wait_verdict,
 )
-from tests.support import Process, sidecar, wait_for
+from tests.support import Process, hub, sidecar, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -166,3 +166,25 @@ def test_an_answer_with_a_hundred_thousand_header_lines_is_refused(tmp_path: Pat
         assert_alive(sc)
         upstream.set(good())
         wait_verdict(sc, 200, "ok")
+
+
+# Through the hub: a switch stated in the first MiB of a longer body is still a hard stop.
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hub finding, not fixed here: the hub answers 502 UPSTREAM_UNAVAILABLE for any body "
+    "over 1 MiB, so a switch stated in its first MiB reaches the sidecar as a transient 502",
+)
+def test_through_the_hub_a_switch_stated_in_a_body_over_1mib_is_still_a_hard_stop(
+    tmp_path: Path,
+) -> None:
+    stated = response(200, '{"killSwitch": true, "padding": "' + "x" * (2 * 1024 * 1024) + '"}')
+    with (
+        hostile(good()) as upstream,
+        hub(tmp_path, upstream.url, "--ttl", "200ms") as front,
+        sidecar(tmp_path, front.url, *FAST) as sc,
+    ):
+        wait_verdict(sc, 200, "ok")
+        upstream.set(stated)
+        wait_verdict(sc, 503, "not ready: kill_switch", timeout=5)
