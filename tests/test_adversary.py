@@ -21,11 +21,12 @@ from tests.hostile import (
     good,
     hostile,
     leaks,
+    readyz,
     response,
     wait_event,
     wait_verdict,
 )
-from tests.support import Process, hub, sidecar, wait_for
+from tests.support import FAKE_SECRET, Process, hub, sidecar, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -188,3 +189,30 @@ def test_through_the_hub_a_switch_stated_in_a_body_over_1mib_is_still_a_hard_sto
         wait_verdict(sc, 200, "ok")
         upstream.set(stated)
         wait_verdict(sc, 503, "not ready: kill_switch", timeout=5)
+
+
+def test_through_the_hub_each_key_gets_its_own_answer_and_no_key_leaks(tmp_path: Path) -> None:
+    """Two keys of one organization through one hub, one answered killSwitch: nothing of the
+    other's answer crosses over, and neither key shows in the hub's logs or metrics."""
+    other_secret = "FAKEotherFAKE"
+    other = f"lp_test_k2_{other_secret}"
+
+    def by_key(head: bytes) -> bytes:
+        stopped = other.encode() in head
+        return response(200, {**GOOD, "killSwitch": stopped})
+
+    (tmp_path / "other").mkdir()
+    with (
+        hostile(by_key) as upstream,
+        hub(tmp_path, upstream.url, "--ttl", "200ms") as front,
+        sidecar(tmp_path, front.url, *FAST) as first,
+        sidecar(tmp_path / "other", front.url, *FAST, key=other) as second,
+    ):
+        wait_verdict(first, 200, "ok")
+        wait_verdict(second, 503, "not ready: kill_switch")
+        wait_for(lambda: len(upstream.requests) >= 20, what="twenty upstream calls")
+        assert readyz(first) == (200, "ok")
+        assert readyz(second) == (503, "not ready: kill_switch")
+        seen = front.stderr + front.get("/metrics").body
+        assert leaks(seen, FAKE_SECRET) == []
+        assert leaks(seen, other_secret) == []
