@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -26,7 +28,7 @@ from tests.hostile import (
     wait_event,
     wait_verdict,
 )
-from tests.support import FAKE_SECRET, Process, hub, sidecar, wait_for
+from tests.support import FAKE_KEY, FAKE_SECRET, Process, hub, sidecar, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -216,3 +218,38 @@ def test_through_the_hub_each_key_gets_its_own_answer_and_no_key_leaks(tmp_path:
         seen = front.stderr + front.get("/metrics").body
         assert leaks(seen, FAKE_SECRET) == []
         assert leaks(seen, other_secret) == []
+
+
+def _socket_at(path: Path) -> None:
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.close()  # the socket file stays
+
+
+# Key files that open() refuses: the reason names what is wrong, not just "OSError".
+REFUSED_FILES: list[Any] = [
+    pytest.param(lambda path: path.symlink_to(path), "symlink loop", id="symlink-loop"),
+    pytest.param(_socket_at, "it is a socket", id="socket"),
+]
+
+
+@pytest.mark.parametrize(("make", "detail"), REFUSED_FILES)
+def test_odd_key_file(tmp_path: Path, make: Callable[[Path], Any], detail: str) -> None:
+    key_file = tmp_path / "k"
+    key_file.write_text(FAKE_KEY + "\n")
+    with (
+        hostile(good()) as upstream,
+        sidecar(tmp_path, upstream.url, *FAST, key=None, LAYERS_API_KEY_FILE=str(key_file)) as sc,
+    ):
+        wait_verdict(sc, 200, "ok")
+        mark = len(sc.log_events())
+        key_file.unlink()
+        make(key_file)
+        line = wait_event(sc, "not ready", after=mark, level="error", reason="key_unavailable")
+        assert detail in line["detail"]
+        assert detail in sc.get("/readyz?verbose").body
+        mark = len(sc.log_events())
+        key_file.unlink()
+        key_file.write_text(FAKE_KEY + "\n")
+        wait_event(sc, "ready", after=mark, level="info")
+        assert_alive(sc)
