@@ -6,11 +6,14 @@ verdict `/readyz` gives, the log line that says why, and recovery once the fault
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import socket
+import time
 import tomllib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -253,3 +256,28 @@ def test_odd_key_file(tmp_path: Path, make: Callable[[Path], Any], detail: str) 
         key_file.write_text(FAKE_KEY + "\n")
         wait_event(sc, "ready", after=mark, level="info")
         assert_alive(sc)
+
+
+# RFC 9110 §5.6.7: a recipient must accept the two obsolete HTTP-date forms too. Unread, a
+# Retry-After in either fell back to the back-off: calls every 0.1-0.2 s where 2 s was asked.
+OBSOLETE_DATES = [
+    pytest.param("%A, %d-%b-%y %H:%M:%S GMT", id="rfc850"),
+    pytest.param("%a %b %e %H:%M:%S %Y", id="asctime"),
+]
+
+
+@pytest.mark.parametrize("form", OBSOLETE_DATES)
+def test_a_retry_after_in_an_obsolete_date_form_is_honoured(form: str, tmp_path: Path) -> None:
+    def limited(head: bytes) -> bytes:
+        when = datetime.fromtimestamp(time.time() + 5, UTC).strftime(form)
+        return response(429, b"", headers={"Retry-After": when})
+
+    with hostile(good()) as upstream, sidecar(tmp_path, upstream.url, *FAST) as sc:
+        wait_verdict(sc, 200, "ok")
+        mark = upstream.set(limited)
+        wait_for(lambda: len(upstream.since(mark)) >= 3, timeout=15, what="three calls")
+        times = [request.at for request in upstream.since(mark)[:3]]
+        # Asked for 5 s, clamped to 10 x --interval (2 s): never the 0.1-0.2 s of the back-off.
+        assert min(b - a for a, b in itertools.pairwise(times)) >= 1.5
+        upstream.set(good())
+        wait_verdict(sc, 200, "ok")
