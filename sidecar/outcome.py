@@ -35,7 +35,8 @@ class Failure(StrEnum):
 
 @dataclass(frozen=True)
 class Answer:
-    """What one whoami attempt produced: an HTTP answer, or a transport failure."""
+    """What one whoami attempt produced: an HTTP answer, or a transport failure. A failure
+    after the status line keeps the status and the part of the body that arrived."""
 
     status: int | None = None
     # At most SWITCH_SEARCH_LIMIT bytes; `too_large` when the upstream sent more than was read.
@@ -505,7 +506,28 @@ def classify(answer: Answer, now: float, key: Secret | None = None) -> Result:
     upstream must not be able to echo into any string of the Result."""
     if answer.failure is not None:
         outcome = Outcome.TIMEOUT if answer.failure is Failure.TIMEOUT else Outcome.NETWORK_ERROR
-        return Result(outcome, detail=clean(answer.detail, key))
+        detail = clean(answer.detail, key)
+        # A switch stated before the body was cut (a stall, a reset) still wins.
+        stated = stated_switches(answer.body) if answer.body else Stated()
+        if answer.status == 200 and (stated.kill_switch or stated.access_revoked):
+            outcome = Outcome.KILL_SWITCH if stated.kill_switch else Outcome.ACCESS_REVOKED
+            name = "killSwitch" if stated.kill_switch else "apiAccessRevoked"
+            return Result(
+                outcome,
+                status=200,
+                kill_switch=stated.kill_switch or None,
+                access_revoked=stated.access_revoked or None,
+                detail=f"{name} is true (the body was cut: {detail})",
+            )
+        if answer.status == 503 and stated.kill_switch_error:
+            return Result(
+                Outcome.KILL_SWITCH,
+                status=503,
+                kill_switch=True,
+                error_code="KILL_SWITCH",
+                detail=f"HTTP 503 KILL_SWITCH (the body was cut: {detail})",
+            )
+        return Result(outcome, detail=detail)
 
     status = answer.status or 0
     headers = answer.headers

@@ -281,3 +281,36 @@ def test_a_retry_after_in_an_obsolete_date_form_is_honoured(form: str, tmp_path:
         assert min(b - a for a, b in itertools.pairwise(times)) >= 1.5
         upstream.set(good())
         wait_verdict(sc, 200, "ok")
+
+
+def cut(status: int, start: bytes) -> bytes:
+    """An answer that promises 100,000 bytes of body and sends only `start`."""
+    return f"HTTP/1.1 {status} Cut\r\nContent-Length: 100000\r\n\r\n".encode() + start
+
+
+CUT_SHORT = [
+    pytest.param(
+        cut(200, b'{"killSwitch": true, "padding": "xxx'), 0.0, "kill_switch", id="200-reset"
+    ),
+    pytest.param(
+        cut(200, b'{"apiAccessRevoked": true, "pad'), 5.0, "access_revoked", id="200-stall"
+    ),
+    pytest.param(
+        cut(503, b'{"error": {"code": "KILL_SWITCH", "message": "'),
+        5.0,
+        "kill_switch",
+        id="503-stall",
+    ),
+]
+
+
+@pytest.mark.parametrize(("reply", "hold", "reason"), CUT_SHORT)
+def test_a_switch_stated_before_the_body_is_cut_short_still_wins(
+    reply: bytes, hold: float, reason: str, tmp_path: Path
+) -> None:
+    """A body that states a switch and then stalls past --timeout, or is reset, was a timeout
+    or a network error (transient, ready for --stale-after): the stated switch wins."""
+    with hostile(good()) as upstream, sidecar(tmp_path, upstream.url, *FAST) as sc:
+        wait_verdict(sc, 200, "ok")
+        upstream.hold_open = hold
+        stated_then_cleared(sc, upstream, reply, reason)
