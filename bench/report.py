@@ -190,8 +190,10 @@ def _headline(data: dict[str, dict[str, Any] | None]) -> list[str]:
                 + f" | {_mark(minimal['met'])} |"
             )
             rows.append(
-                f"| `import sidecar.cli` vs `import argparse` | ≤ {cli['target']:.2f}x | "
-                f"{cli['ratio']:.2f}x | {_mark(cli['met'])} |"
+                "| `import sidecar.cli` vs `import argparse` (CPU time) | "
+                f"≤ {cli['target']:.2f}x | "
+                f"{cli.get('cpu_ratio', cli['ratio']):.2f}x (wall {cli['ratio']:.2f}x) | "
+                f"{_mark(cli['met'])} |"
             )
         rows.append(
             f"| `check` wall time vs curl + jq / requests | — | {_ms(ours)}: "
@@ -330,8 +332,9 @@ def _boot(boot: dict[str, Any]) -> list[str]:
             "",
             f"`check` ÷ the minimal aiohttp script: {minimal['ratio']:.2f}x (target ≤ "
             f"{minimal['target']:.2f}x, {'met' if minimal['met'] else 'missed'}). "
-            f"`import sidecar.cli` ÷ `import argparse`: {cli['ratio']:.2f}x (target "
-            f"≤ {cli['target']:.2f}x within 2% noise, {'met' if cli['met'] else 'missed'}). "
+            f"`import sidecar.cli` ÷ `import argparse`: CPU time "
+            f"{cli.get('cpu_ratio', cli['ratio']):.2f}x, wall {cli['ratio']:.2f}x (target "
+            f"≤ {cli['target']:.2f}x in CPU time, {'met' if cli['met'] else 'missed'}). "
             "The CLI module loads only argparse and the settings table; each command imports "
             "its own code when it runs, so `check` never loads the server, prometheus-client "
             "or the emulator.",

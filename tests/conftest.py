@@ -31,6 +31,7 @@ KINDS: Final = {
     "test_outcome_properties": "inprocess",
     "test_poller": "inprocess",
     "test_readiness": "inprocess",
+    "test_readyfile": "inprocess",
     "test_redact": "inprocess",
     "test_schedule": "inprocess",
     "test_server": "inprocess",
@@ -39,6 +40,7 @@ KINDS: Final = {
     "test_fallback": "e2e",
     "test_faults": "e2e",
     "test_hostile": "e2e",
+    "test_adversary": "e2e",
     "test_hub": "e2e",
     "test_image": "e2e",  # and `image` (in the module): `pytest -m image` runs the image alone
     "test_lifecycle": "e2e",
