@@ -122,6 +122,7 @@ def run(plan: Plan) -> dict[str, Any]:
     check_ratio = ours / results[MINIMAL]["median_s"]
     check_cpu_ratio = results[CHECK]["cpu_s"] / results[MINIMAL]["cpu_s"]
     cli_ratio = results[CLI_IMPORT]["median_s"] / results[ARGPARSE]["median_s"]
+    cli_cpu_ratio = results[CLI_IMPORT]["cpu_s"] / results[ARGPARSE]["cpu_s"]
     return {
         "runs": runs,
         "results": results,
@@ -135,10 +136,11 @@ def run(plan: Plan) -> dict[str, Any]:
             },
             "cli_import_vs_argparse": {
                 "ratio": cli_ratio,
-                # hyperfine's spread on a process this short is a few percent: "no heavier"
-                # is read as within the two medians' noise (2%).
+                # "Heavier" is judged on CPU time: for a 30 ms process on a shared machine the
+                # wall time's spread (several ms) is larger than the difference being measured.
+                "cpu_ratio": cli_cpu_ratio,
                 "target": CLI_TARGET,
-                "met": cli_ratio <= CLI_TARGET * 1.02,
+                "met": cli_cpu_ratio <= CLI_TARGET,
             },
         },
         "import_profile": profile,

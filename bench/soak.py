@@ -23,7 +23,8 @@ FLOORS = {
     "import asyncio": "import asyncio",
     "import aiohttp": "import aiohttp",
     "import sidecar.check": "import sidecar.check",
-    "import sidecar.cli": "import sidecar.cli",
+    # What `serve` loads (the CLI module itself imports nothing until a command runs).
+    "import sidecar.serve": "import sidecar.serve",
 }
 _RSS = "import re; print(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read())[1])"
 

@@ -79,7 +79,8 @@ async def run_check(
             # by the deadline.
             left = deadline - clock.mono()
             timeout = settings.timeout if settings.deadline == 0 else min(settings.timeout, left)
-            result = await poller.poll_once(timeout=timeout)
+            ends_by = None if settings.deadline == 0 else deadline
+            result = await poller.poll_once(timeout=timeout, ends_by=ends_by)
             attempts += 1
             code = EXIT_CODES.get(poller.verdict().reason)
             if code is not None:

@@ -138,6 +138,10 @@ def _run(command: str, settings: Settings) -> int:
         from .check import run_check
 
         return asyncio.run(run_check(settings, log))
+    if command == "hub":
+        from .hubserver import run_hub
+
+        return asyncio.run(run_hub(settings, log))
     from . import serve
 
     if command == "serve":

@@ -96,12 +96,15 @@ class Journal:
         self._log = log
         self._mono = mono
         self._repeats = Repeats()
+        self._fallbacks = Repeats()
         self._verdict: Verdict = STARTING
         self._key: str | None = None
 
     def __call__(self, event: Event) -> None:
         state = event.state
         self._note_key(state)
+        if event.result is not None:
+            self._note_fallback(event)
         line: _Line | None
         if event.key_error is not None:
             # The detail is the kind: "is empty" then "does not exist" are two runs, two lines.
@@ -125,6 +128,19 @@ class Journal:
             self._log.error(name, repeated=count, **context)
         else:
             self._log.warning(name, repeated=count, **context)
+
+    def _note_fallback(self, event: Event) -> None:
+        """A run of polls answered by --fallback-api-url: a warning when it starts, then at
+        most once every REPEAT_LOG_EVERY, with a count. The hub being down is worth knowing;
+        it is no failure of the poll."""
+        count = self._fallbacks.note("fallback" if event.fallback else None, self._mono())
+        if count is not None:
+            self._log.warning(
+                "api url unreachable, used the fallback",
+                detail=event.fallback,
+                repeated=count,
+                **identity(event.state),
+            )
 
     def _note_key(self, state: State) -> None:
         tag = state.key_fingerprint

@@ -264,9 +264,6 @@ def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _STRICT: Final = json.JSONDecoder(object_pairs_hook=_strict_object)
-_LENIENT: Final = json.JSONDecoder()
-# The C scanner behind json.loads: a JSON string starting after its opening quote.
-_scanstring: Final[Callable[[str, int], tuple[str, int]]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
 def _loads(body: bytes) -> Any:
@@ -274,40 +271,91 @@ def _loads(body: bytes) -> Any:
     return _STRICT.decode(body.decode("utf-8"))
 
 
+_LENIENT: Final = json.JSONDecoder()
+# The C scanner behind json.loads: a JSON string starting after its opening quote.
+_scanstring: Final[Callable[[str, int], tuple[str, int]]] = json.decoder.scanstring  # type: ignore[attr-defined]
+# What skipping a value that does not parse looks at: strings (skipped whole, unterminated at
+# the end of a cut body too), runs of brackets, and commas. Everything else is passed over in C.
+_SKIP_TOKEN: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[{\[]+|[}\]]+|,', re.DOTALL)
+_SPACE: Final = re.compile(r"[ \t\n\r]*")
+# A member whose value does not parse (nested too deep, a literal JSON lacks, cut short).
+_UNREADABLE: Final = object()
+
+
+def _text_of(body: bytes) -> str:
+    """The body as text, in whichever encoding json.loads would read it (a UTF-8 BOM, UTF-16)."""
+    try:
+        encoding = json.detect_encoding(body)
+    except (TypeError, ValueError):
+        encoding = "utf-8"
+    return body.decode(encoding, errors="replace").removeprefix("\ufeff")
+
+
 def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\n\r":
+    if pos >= len(text) or text[pos] not in " \t\n\r":
+        return pos
+    match = _SPACE.match(text, pos)
+    return pos if match is None else match.end()
+
+
+def _skip_value(text: str, pos: int) -> int:
+    """Where the value (or garbage) at `pos` ends: the next `,` or closing bracket outside it.
+
+    Counts brackets without recursing, so a value nested a million deep costs one regex pass.
+    """
+    depth = 0
+    for match in _SKIP_TOKEN.finditer(text, pos):
+        piece = match.group()
+        if piece[0] in "{[":
+            depth += len(piece)
+        elif piece[0] in "}]":
+            if len(piece) > depth:
+                return match.start() + depth
+            depth -= len(piece)
+        elif piece == "," and depth == 0:
+            return match.start()
+    return len(text)
+
+
+def _members(text: str, pos: int) -> Iterator[tuple[str, Any, int]]:
+    """The members of the JSON object whose `{` is just before `pos`: name, value (or
+    _UNREADABLE) and where the value starts, in order, as far as they can be told apart.
+
+    A value that does not parse is skipped, not the end: a switch stated after a member nested
+    100,000 deep, or after `undefined`, is still found; so is one before a cut or garbage.
+    """
+    while True:
+        pos = _skip_space(text, pos)
+        if not text.startswith('"', pos):
+            return
+        try:
+            name, pos = _scanstring(text, pos + 1)
+        except ValueError:
+            return
+        pos = _skip_space(text, pos)
+        if not text.startswith(":", pos):
+            return
+        start = _skip_space(text, pos + 1)
+        try:
+            value, pos = _LENIENT.raw_decode(text, start)
+        except (ValueError, RecursionError):
+            value, pos = _UNREADABLE, _skip_value(text, start)
+        yield name, value, start
+        pos = _skip_space(text, pos)
+        if not text.startswith(",", pos):
+            pos = _skip_value(text, pos)  # garbage after the value: on to the next member
+            if not text.startswith(",", pos):
+                return
         pos += 1
-    return pos
 
 
 def top_level_members(body: bytes) -> Iterator[tuple[str, Any]]:
-    """The members of a top-level JSON object, in order, as far as they parse.
-
-    A body cut at the read limit, or broken after its first members, still yields those: this is
-    how a switch is found in a body that is otherwise malformed or too large.
-    """
-    text = body.decode("utf-8", errors="replace")
+    """The members of a top-level JSON object, in order, as far as they can be told apart."""
+    text = _text_of(body)
     pos = _skip_space(text, 0)
-    if not text.startswith("{", pos):
-        return
-    pos += 1
-    try:
-        while True:
-            pos = _skip_space(text, pos)
-            if not text.startswith('"', pos):
-                return
-            name, pos = _scanstring(text, pos + 1)
-            pos = _skip_space(text, pos)
-            if not text.startswith(":", pos):
-                return
-            value, pos = _LENIENT.raw_decode(text, _skip_space(text, pos + 1))
+    if text.startswith("{", pos):
+        for name, value, _ in _members(text, pos + 1):
             yield name, value
-            pos = _skip_space(text, pos)
-            if not text.startswith(",", pos):
-                return
-            pos += 1
-    except (ValueError, RecursionError):
-        return
 
 
 @dataclass(frozen=True)
@@ -325,13 +373,20 @@ def stated_switches(body: bytes) -> Stated:
     Given twice, once true and once false, the switch counts as stated: in doubt, not ready.
     """
     kill = revoked = error = False
-    for name, value in top_level_members(body):
+    text = _text_of(body)
+    pos = _skip_space(text, 0)
+    if not text.startswith("{", pos):
+        return Stated()
+    for name, value, start in _members(text, pos + 1):
         if name == "killSwitch" and value is True:
             kill = True
         elif name == "apiAccessRevoked" and value is True:
             revoked = True
-        elif name == "error" and isinstance(value, dict) and value.get("code") == "KILL_SWITCH":
-            error = True
+        elif name == "error" and isinstance(value, dict):
+            error = error or value.get("code") == "KILL_SWITCH"
+        elif name == "error" and value is _UNREADABLE and text.startswith("{", start):
+            inner = _members(text, start + 1)
+            error = error or any(n == "code" and v == "KILL_SWITCH" for n, v, _ in inner)
     return Stated(kill, revoked, error)
 
 

@@ -23,6 +23,7 @@ from . import readiness, schedule
 from .keys import KeySource, KeyUnavailable, fingerprint
 from .outcome import Result, classify
 from .readiness import Event, Instant, Reason, State, Verdict
+from .redact import clean
 from .settings import Settings
 from .whoami import client_session, fetch
 
@@ -145,8 +146,14 @@ class Poller:
             result, failures=self._state.consecutive_failures, interval=self.settings.interval
         )
 
-    async def poll_once(self, *, timeout: float | None = None) -> Result | None:
-        """One attempt: read the key, call whoami, fold the answer in. None when keyless."""
+    async def poll_once(
+        self, *, timeout: float | None = None, ends_by: float | None = None
+    ) -> Result | None:
+        """One attempt: read the key, call whoami, fold the answer in. None when keyless.
+
+        `ends_by` (monotonic) bounds the whole attempt, the fallback's call included: `check`
+        never runs past --deadline.
+        """
         assert self._session is not None, "use the poller as an async context manager"
         timeout = self.settings.timeout if timeout is None else timeout
         self._progress_deadline = self._clock.mono() + timeout + LIVENESS_GRACE
@@ -164,12 +171,39 @@ class Poller:
             scheme=self.settings.auth_scheme,
             timeout=timeout,
         )
+        fallback: str | None = None
+        left = timeout if ends_by is None else min(timeout, ends_by - self._clock.mono())
+        if (
+            answer.failure is not None
+            and self.settings.fallback_whoami_url is not None
+            and left > 0
+        ):
+            # No HTTP answer at all (the hub is down or unreachable): ask the real API in this
+            # same poll. Any HTTP answer, a 5xx included, stands: during an upstream outage the
+            # fleet must not double its traffic.
+            fallback = clean(answer.detail, key)
+            self._progress_deadline = self._clock.mono() + left + LIVENESS_GRACE
+            answer = await fetch(
+                self._session,
+                self.settings.fallback_whoami_url,
+                key,
+                scheme=self.settings.auth_scheme,
+                timeout=left,
+            )
         # Every string in the result has been redacted against this key and escaped.
         result = classify(answer, self._clock.wall(), key)
         self._state = readiness.advance(
             self._state, result, self._now(), min_credits=self.settings.min_credits
         )
-        self._publish(Event(self._state, self.verdict(), result=result, elapsed=answer.elapsed))
+        self._publish(
+            Event(
+                self._state,
+                self.verdict(),
+                result=result,
+                elapsed=answer.elapsed,
+                fallback=fallback,
+            )
+        )
         return result
 
     def _now(self) -> Instant:

@@ -200,3 +200,5 @@ class Event:
     elapsed: float = 0.0
     # Why no call could be made (the key file is missing, empty or unreadable).
     key_error: str | None = None
+    # Why --api-url gave no answer, when --fallback-api-url answered this poll instead.
+    fallback: str | None = None

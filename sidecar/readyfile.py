@@ -12,6 +12,7 @@ and the file is removed again at shutdown: a stopped sidecar vouches for nothing
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from datetime import UTC, datetime
@@ -52,14 +53,17 @@ class ReadyFile:
             temporary.write_text(text, encoding="utf-8")
             os.replace(temporary, self.path)
         except OSError as error:
-            temporary.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # it may never have been created
+                temporary.unlink()
             self._trouble("cannot write the ready file", error)
             return
         self._present, self._failed = True, False
 
     def _remove(self) -> None:
         try:
-            self.path.unlink(missing_ok=True)
+            self.path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # not there: nothing vouches
         except OSError as error:
             self._trouble("cannot remove the ready file", error)
             return

@@ -36,9 +36,14 @@ _LABEL_SAFE: Final = re.compile(r"[\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]*")
 
 
 def secret_part(key: Secret) -> str:
-    """The part of `lp_<env>_<keyId>_<secret>` that must not leak; the whole key otherwise."""
+    """The part of `lp_<env>_<keyId>_<secret>` that must not leak; the whole key otherwise.
+
+    Everything after the key id, not only what follows the last `_`: nothing says a secret has
+    no `_` in it (base64url secrets do), and a key id with one only makes more of it redacted.
+    """
     value = key.reveal()
-    tail = value.rsplit("_", 1)[-1]
+    parts = value.split("_", 3)
+    tail = parts[3] if len(parts) == 4 and parts[0] == "lp" else ""
     return tail if len(tail) >= MIN_FRAGMENT else value
 
 

@@ -15,6 +15,7 @@ import logging
 import math
 import resource
 import signal
+import ssl
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -263,7 +264,12 @@ class _BoundedServer(web.Server):
 
 
 async def start_site(
-    app: web.Application, listen: Listen, log: Log | None = None, *, setting: str = "--listen"
+    app: web.Application,
+    listen: Listen,
+    log: Log | None = None,
+    *,
+    setting: str = "--listen",
+    ssl_context: ssl.SSLContext | None = None,
 ) -> web.AppRunner:
     """Starts listening; a port in use or a bad address is a ConfigError naming `setting`."""
     log = log if log is not None else structlog.get_logger("layers-sidecar")
@@ -284,7 +290,9 @@ async def start_site(
     bounded = cast(_BoundedServer, runner.server)
     bounded.limit = max(16, min(MAX_CONNECTIONS, open_files - RESERVED_FDS))
     try:
-        await web.TCPSite(runner, listen.host, listen.port, backlog=BACKLOG).start()
+        await web.TCPSite(
+            runner, listen.host, listen.port, backlog=BACKLOG, ssl_context=ssl_context
+        ).start()
     except OSError as error:
         await runner.cleanup()
         problem = (

@@ -200,6 +200,23 @@ def _scenario_file(text: str) -> Scenario:
         raise ValueError(f"{path}: {error}") from None
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_KEYS_CEILING:
+        raise ValueError(f"{text!r} must be between 1 and {MAX_KEYS_CEILING}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{text!r} must be a number of calls per second above 0")
+    return value
+
+
 def _ready_file(text: str) -> Path:
     # Refused at start rather than failing at the first verdict: the directory is the shared
     # volume, and a typo in its path would leave the worker waiting for a file never written.
@@ -217,6 +234,10 @@ def _path(text: str) -> Path:
     if not text.strip():
         raise ValueError("the path is empty")
     return Path(text)
+
+
+# The most keys a hub may be told to remember: beyond this, memory, not the flag, is the limit.
+MAX_KEYS_CEILING: Final = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -360,6 +381,62 @@ OPTIONS: Final = {
             "LEVEL",
         ),
         Option(
+            "fallback_api_url",
+            "--fallback-api-url",
+            "LAYERS_FALLBACK_API_URL",
+            None,
+            "base URL called in the same poll when --api-url cannot be reached or times out "
+            "(the real API, behind a hub); an HTTP answer, 5xx included, is never retried there",
+            _url,
+            "URL",
+        ),
+        Option(
+            "ttl",
+            "--ttl",
+            "LAYERS_HUB_TTL",
+            "5s",
+            "how long one upstream answer serves every caller holding the same key",
+            _positive_duration,
+            "DURATION",
+        ),
+        Option(
+            "max_keys",
+            "--max-keys",
+            "LAYERS_HUB_MAX_KEYS",
+            "10000",
+            "distinct keys remembered; the least recently used go first",
+            _count,
+            "N",
+        ),
+        Option(
+            "max_upstream_rate",
+            "--max-upstream-rate",
+            "LAYERS_HUB_MAX_UPSTREAM_RATE",
+            "20",
+            "upstream calls per second, all keys together; a miss past it is answered "
+            "503 HUB_BUSY with Retry-After",
+            _rate,
+            "PER_SECOND",
+        ),
+        Option(
+            "tls_cert_file",
+            "--tls-cert-file",
+            "LAYERS_HUB_TLS_CERT_FILE",
+            None,
+            "PEM certificate (chain): serve HTTPS; needs --tls-key-file",
+            _path,
+            "PATH",
+        ),
+        Option(
+            "tls_key_file",
+            "--tls-key-file",
+            "LAYERS_HUB_TLS_KEY_FILE",
+            None,
+            "PEM private key of --tls-cert-file",
+            _path,
+            "PATH",
+        ),
+        Option(
             "emulator_listen",
             "--emulator-listen",
             "LAYERS_EMULATOR_LISTEN",
@@ -406,10 +483,23 @@ class Settings:
     log_level: LogLevel = _default("log_level")
     emulator_listen: Listen = _default("emulator_listen")
     scenario: Scenario | None = _default("scenario")
+    fallback_api_url: str | None = _default("fallback_api_url")
+    # Fleet mode (`hub`).
+    ttl: float = _default("ttl")
+    max_keys: int = _default("max_keys")
+    max_upstream_rate: float = _default("max_upstream_rate")
+    tls_cert_file: Path | None = _default("tls_cert_file")
+    tls_key_file: Path | None = _default("tls_key_file")
 
     @property
     def whoami_url(self) -> str:
         return self.api_url.rstrip("/") + "/v1/whoami"
+
+    @property
+    def fallback_whoami_url(self) -> str | None:
+        if self.fallback_api_url is None:
+            return None
+        return self.fallback_api_url.rstrip("/") + "/v1/whoami"
 
 
 @dataclass(frozen=True)
@@ -435,7 +525,7 @@ _LOGS: Final = frozenset({"log_format", "log_level"})
 COMMANDS: Final = {
     "serve": Command(
         "Poll GET /v1/whoami forever and serve /readyz, /livez, /status and /metrics.",
-        _KEY | _POLL | {"listen", "stale_after", "quitquitquit", "ready_file"},
+        _KEY | _POLL | {"listen", "stale_after", "quitquitquit", "ready_file", "fallback_api_url"},
     ),
     "check": Command(
         "One boot check for an init container or CI: call GET /v1/whoami, retry transient "
@@ -443,7 +533,7 @@ COMMANDS: Final = {
         "exit with a code. Exit codes: 0 ready, 1 no good answer before --deadline, "
         "2 configuration error, 3 unauthenticated or client error, 4 billing exhausted, "
         "5 kill switch or access revoked, 6 credits below --min-credits.",
-        _KEY | _POLL | {"deadline"},
+        _KEY | _POLL | {"deadline", "fallback_api_url"},
         helps={
             "api_key_file": "file holding the key (a mounted Secret), read before each attempt; "
             "the key itself comes from LAYERS_API_KEY, which has no flag on purpose",
@@ -465,6 +555,29 @@ COMMANDS: Final = {
         _POLL | {"listen", "stale_after", "auth_scheme", "emulator_listen", "scenario"},
         # For a newcomer at a terminal: quicker polls, readable logs, loopback only.
         defaults={"listen": "127.0.0.1:8080", "interval": "2s", "log_format": "console"},
+    ),
+    "hub": Command(
+        "Fleet mode: a shared, coalescing short-TTL cache of whoami answers per key in front of "
+        "the Layers API. Sidecars point --api-url at it and keep the real API as "
+        "--fallback-api-url; upstream calls per key stay at about one per --ttl, whatever the "
+        "number of pods. Serves GET /v1/whoami, /readyz, /livez and /metrics.",
+        # No key of its own: it forwards each caller's.
+        _LOGS
+        | {
+            "listen",
+            "api_url",
+            "ttl",
+            "timeout",
+            "max_keys",
+            "max_upstream_rate",
+            "tls_cert_file",
+            "tls_key_file",
+        },
+        helps={
+            "listen": "HOST:PORT of the hub (GET /v1/whoami, /readyz, /livez, /metrics)",
+            "api_url": "base URL of the real Layers API, which the hub calls",
+            "timeout": "limit for one upstream call; past it callers get 504 UPSTREAM_TIMEOUT",
+        },
     ),
 }
 
@@ -501,6 +614,9 @@ def load(
             values[name] = option.parse(text)
         except ValueError as error:
             raise ConfigError(source, str(error)) from None
+
+    if (values.get("tls_cert_file") is None) != (values.get("tls_key_file") is None):
+        raise ConfigError("--tls-cert-file", "HTTPS needs both --tls-cert-file and --tls-key-file")
 
     key = environ.get("LAYERS_API_KEY") or None
     if "api_key_file" in names:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -217,3 +218,37 @@ def sidecar(
         yield process
     finally:
         process.stop(signal.SIGKILL)
+
+
+@contextmanager
+def hub(tmp: Path, api_url: str, *args: str, name: str = "hub", **env: str) -> Iterator[Process]:
+    """`layers-sidecar hub` in front of `api_url`, on a free port, logging at debug."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    environment = clean_env(
+        LAYERS_API_URL=api_url,
+        LAYERS_SIDECAR_LISTEN=f"127.0.0.1:{port}",
+        LAYERS_SIDECAR_LOG_LEVEL="debug",
+        **env,
+    )
+    process = start(
+        ["hub", *args], env=environment, tmp=tmp, name=name, url=url, ready_path="/livez"
+    )
+    try:
+        yield process
+    finally:
+        process.stop(signal.SIGKILL)
+
+
+def sample(metrics: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text, or None when it is absent."""
+    for line in metrics.splitlines():
+        if line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([a-zA-Z_:][\w:]*)(\{.*\})? (\S+)", line)
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(match.group(3))
+    return None

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import aiohttp
+from multidict import CIMultiDict
 
 from .outcome import BODY_LIMIT, SWITCH_SEARCH_LIMIT, Answer, Failure
 from .settings import AuthScheme, Secret
@@ -38,20 +40,22 @@ def auth_headers(key: Secret, scheme: AuthScheme) -> dict[str, str]:
     return {"X-Api-Key": key.reveal()}
 
 
-def client_session() -> aiohttp.ClientSession:
+def client_session(
+    *, connections: int = 1, agent: str = "layers-readiness"
+) -> aiohttp.ClientSession:
     """The one way a client session is made, for the poller and the hub alike.
 
     No cookie jar: nothing the upstream sets carries over to the next call. No decompression:
     the request asks for `identity`, and a body compressed anyway is not JSON (invalid, not a
-    zip bomb). trust_env: HTTPS_PROXY and friends work the usual way. One connection: there is
-    never more than one request in flight.
+    zip bomb). trust_env: HTTPS_PROXY and friends work the usual way. One connection for a
+    sidecar: there is never more than one request in flight; the hub asks for more.
     """
     return aiohttp.ClientSession(
         trust_env=True,
-        connector=aiohttp.TCPConnector(limit=1),
+        connector=aiohttp.TCPConnector(limit=connections),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
-        headers={"User-Agent": "layers-readiness", "Accept-Encoding": "identity"},
+        headers={"User-Agent": agent, "Accept-Encoding": "identity"},
     )
 
 
@@ -86,19 +90,30 @@ async def fetch(
     *,
     scheme: AuthScheme,
     timeout: float,
+    max_body: int | None = None,
+    keep: Callable[[str], bool] | None = None,
 ) -> Answer:
-    """GET {url} with the key; never raises for anything the network or the upstream does."""
+    """GET {url} with the key; never raises for anything the network or the upstream does.
+
+    The hub, which passes the answer on unchanged, reads up to `max_body` whatever the status
+    and keeps every header `keep` accepts (still looked up without regard to case).
+    """
     started = time.perf_counter()
     headers = {"Accept": "application/json", **auth_headers(key, scheme)}
     try:
         async with asyncio.timeout(timeout):
             async with session.get(url, headers=headers, allow_redirects=False) as response:
-                body, too_large = await read_capped(response, body_limit(response.status))
-                kept = {
+                limit = body_limit(response.status) if max_body is None else max_body
+                body, too_large = await read_capped(response, limit)
+                kept: Mapping[str, str] = {
                     name: response.headers[name]
                     for name in KEPT_HEADERS
                     if name in response.headers
                 }
+                if keep is not None:
+                    kept = CIMultiDict(
+                        (name, value) for name, value in response.headers.items() if keep(name)
+                    )
                 return Answer(
                     status=response.status,
                     body=body,

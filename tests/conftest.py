@@ -19,8 +19,10 @@ from typing import Final
 import pytest
 
 KINDS: Final = {
+    "test_cache": "inprocess",
     "test_check": "inprocess",
     "test_emulator": "inprocess",
+    "test_hub_parts": "inprocess",
     "test_journal": "inprocess",
     "test_keys": "inprocess",
     "test_layout": "inprocess",
@@ -29,13 +31,17 @@ KINDS: Final = {
     "test_outcome_properties": "inprocess",
     "test_poller": "inprocess",
     "test_readiness": "inprocess",
+    "test_readyfile": "inprocess",
     "test_redact": "inprocess",
     "test_schedule": "inprocess",
     "test_server": "inprocess",
     "test_settings": "inprocess",
     "test_cli": "e2e",
+    "test_fallback": "e2e",
     "test_faults": "e2e",
     "test_hostile": "e2e",
+    "test_adversary": "e2e",
+    "test_hub": "e2e",
     "test_image": "e2e",  # and `image` (in the module): `pytest -m image` runs the image alone
     "test_lifecycle": "e2e",
     "test_manifests_run": "e2e",

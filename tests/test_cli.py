@@ -518,3 +518,11 @@ def test_check_never_loads_the_server_the_metrics_or_the_emulator(upstream: Emul
         or name in ("sidecar.emulator", "sidecar.scenario", "sidecar.testing")
     }
     assert loaded == set()
+
+
+def test_console_logs_never_print_none(upstream: Emulator) -> None:
+    upstream.set(failure="unauthenticated")
+    got, stderr = check(upstream, "--log-format", "console")
+    assert got == 3
+    assert "None" not in stderr
+    assert "keyFingerprint=" in stderr  # the key named before any answer named it

@@ -168,6 +168,53 @@ def test_the_secret_never_shows_itself() -> None:
     assert settings.api_key.reveal().endswith("FAKEsecretFAKE")
 
 
+def test_fleet_mode_defaults_match_the_spec() -> None:
+    settings = load({}, KEY)
+    assert settings.ttl == 5
+    assert settings.max_keys == 10_000
+    assert settings.max_upstream_rate == 20
+    assert settings.tls_cert_file is None
+    assert settings.tls_key_file is None
+    assert settings.fallback_api_url is None
+    assert settings.fallback_whoami_url is None
+
+
+def test_fleet_mode_settings_read_their_variables() -> None:
+    environ = {
+        **KEY,
+        "LAYERS_HUB_TTL": "250ms",
+        "LAYERS_HUB_MAX_KEYS": "3",
+        "LAYERS_HUB_MAX_UPSTREAM_RATE": "0.5",
+        "LAYERS_HUB_TLS_CERT_FILE": "/tls/tls.crt",
+        "LAYERS_HUB_TLS_KEY_FILE": "/tls/tls.key",
+        "LAYERS_FALLBACK_API_URL": "https://api.layers.com/",
+    }
+    settings = load({}, environ)
+    assert (settings.ttl, settings.max_keys, settings.max_upstream_rate) == (0.25, 3, 0.5)
+    assert settings.tls_cert_file == Path("/tls/tls.crt")
+    assert settings.tls_key_file == Path("/tls/tls.key")
+    assert settings.fallback_whoami_url == "https://api.layers.com/v1/whoami"
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        ({"ttl": "0"}, "--ttl"),
+        ({"max_keys": "0"}, "--max-keys"),
+        ({"max_keys": "1e4"}, "--max-keys"),
+        ({"max_upstream_rate": "0"}, "--max-upstream-rate"),
+        ({"max_upstream_rate": "inf"}, "--max-upstream-rate"),
+        ({"fallback_api_url": "api.layers.com"}, "--fallback-api-url"),
+        ({"tls_cert_file": "/tls/tls.crt"}, "--tls-cert-file"),
+        ({"tls_key_file": "/tls/tls.key"}, "--tls-cert-file"),
+    ],
+)
+def test_a_bad_fleet_mode_value_names_its_setting(flags: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(flags, KEY)
+    assert str(caught.value).startswith(f"{named}: ")
+
+
 def test_the_cli_s_exit_code_for_configuration_errors_is_the_settings_one() -> None:
     from sidecar import cli, settings
 

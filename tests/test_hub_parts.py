@@ -1,0 +1,94 @@
+"""The hub's small pure parts, without a process: which key a request carries, which upstream
+headers pass, and what a failed upstream call becomes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sidecar.hub import MAX_PASSED_BODY, passed, stored
+from sidecar.hubserver import presented_key
+from sidecar.outcome import Answer, Failure
+from sidecar.settings import AuthScheme
+from tests.support import FAKE_KEY, OTHER_KEY
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"X-Api-Key": FAKE_KEY}, (FAKE_KEY, AuthScheme.X_API_KEY)),
+        ({"X-Api-Key": f"  {FAKE_KEY} "}, (FAKE_KEY, AuthScheme.X_API_KEY)),
+        ({"Authorization": f"Bearer {FAKE_KEY}"}, (FAKE_KEY, AuthScheme.BEARER)),
+        ({"Authorization": f"bearer {FAKE_KEY}"}, (FAKE_KEY, AuthScheme.BEARER)),
+        # X-Api-Key first, as Layers reads it; the Bearer token is then ignored.
+        (
+            {"X-Api-Key": FAKE_KEY, "Authorization": f"Bearer {OTHER_KEY}"},
+            (FAKE_KEY, AuthScheme.X_API_KEY),
+        ),
+    ],
+)
+def test_the_key_is_read_as_layers_reads_it(
+    headers: dict[str, str], expected: tuple[str, AuthScheme]
+) -> None:
+    assert presented_key(headers) == expected
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Api-Key": ""},
+        {"X-Api-Key": "   "},
+        {"Authorization": f"Basic {FAKE_KEY}"},
+        {"Authorization": "Bearer "},
+        {"X-Api-Key": "lp_test_k1_" + "a" * 600},
+        {"X-Api-Key": "lp_test_k1_é"},
+        {"X-Api-Key": "lp test k1"},
+    ],
+)
+def test_no_usable_key_is_none(headers: dict[str, str]) -> None:
+    assert presented_key(headers)[0] is None
+
+
+def test_only_the_headers_a_sidecar_reads_pass() -> None:
+    for name in (
+        "Content-Type",
+        "X-Request-Id",
+        "x-request-id",
+        "X-Layers-Api-Version",
+        "Retry-After",
+        "X-RateLimit-Limit",
+        "X-RateLimit-Endpoint-Class",
+        "x-ratelimit-tier",
+    ):
+        assert passed(name), name
+    for name in ("Set-Cookie", "Server", "Date", "Content-Length", "Connection", "Location"):
+        assert not passed(name), name
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "code"),
+    [
+        (Answer(failure=Failure.TIMEOUT), 504, "UPSTREAM_TIMEOUT"),
+        (Answer(failure=Failure.NETWORK, detail="refused"), 502, "UPSTREAM_UNAVAILABLE"),
+        (
+            Answer(status=200, body=b"x" * MAX_PASSED_BODY, too_large=True),
+            502,
+            "UPSTREAM_UNAVAILABLE",
+        ),
+    ],
+)
+def test_a_failed_call_becomes_the_hubs_own_error(answer: Answer, status: int, code: str) -> None:
+    result = stored(answer)
+    assert (result.status, result.hub_error) == (status, True)
+    error = json.loads(result.body)["error"]
+    assert error["code"] == code
+    assert dict(result.headers)["X-Request-Id"] == error["requestId"]
+
+
+def test_an_upstream_answer_passes_unchanged() -> None:
+    body = b'{"error": {"code": "INTERNAL"}}'
+    result = stored(Answer(status=500, body=body, headers={"X-Request-Id": "req_1"}))
+    assert (result.status, result.body, result.hub_error) == (500, body, False)
+    assert result.headers == (("X-Request-Id", "req_1"),)
