@@ -7,13 +7,10 @@ without importing the tests.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from sidecar.outcome import Answer, Whoami
 from sidecar.readiness import STARTING, State, Verdict
@@ -60,14 +57,6 @@ __all__ = [
 ]
 
 FAKE_SECRET = "FAKEsecretFAKE"
-
-# Fleet mode's `layers-sidecar hub` and `--fallback-api-url` (sidecar/hub.py) reach the deploy
-# tests through a separate merge. Until then, the tests that run them say why they did not run;
-# in a checkout with the hub this mark does nothing.
-needs_hub = pytest.mark.skipif(
-    importlib.util.find_spec("sidecar.hub") is None,
-    reason="`layers-sidecar hub` is not in this checkout yet (merge the hub work)",
-)
 OTHER_KEY = "lp_test_k2_OTHERfakeOTHER"
 
 # A healthy whoami body, as the upstream documents it.

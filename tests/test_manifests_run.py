@@ -69,7 +69,6 @@ from tests.support import (
     emulator,
     free_port,
     http,
-    needs_hub,
     start,
     wait_for,
 )
@@ -607,7 +606,6 @@ def hub_counter(hub: Running, name: str, **labels: str) -> float:
     return 0.0
 
 
-@needs_hub
 @pytest.mark.parametrize("source", sorted(HUB_SOURCES))
 def test_hub_probes_pass_and_the_sidecar_asks_through_it(
     fleets: dict[str, Fleet],
@@ -633,7 +631,6 @@ def test_hub_probes_pass_and_the_sidecar_asks_through_it(
         assert FAKE_SECRET not in process.stdout + process.stderr
 
 
-@needs_hub
 @pytest.mark.parametrize("source", sorted(HUB_SOURCES))
 def test_a_kill_switch_reaches_the_pod_through_the_hub(
     fleets: dict[str, Fleet],
@@ -657,7 +654,6 @@ def test_a_kill_switch_reaches_the_pod_through_the_hub(
         assert hub.sidecar("readinessProbe") == 200
 
 
-@needs_hub
 @pytest.mark.parametrize("source", sorted(HUB_SOURCES))
 def test_a_dead_hub_does_not_stop_the_pod(
     fleets: dict[str, Fleet], source: str, tmp_path: Path, run_serve: RunServe
@@ -674,7 +670,6 @@ def test_a_dead_hub_does_not_stop_the_pod(
         assert em.stats()["lastKeyId"] == "k1"
 
 
-@needs_hub
 def test_init_check_exits_as_documented_through_the_hub(
     fleets: dict[str, Fleet], tmp_path: Path, run_hub: Callable[[Fleet, str], Running]
 ) -> None:

@@ -30,7 +30,6 @@ from tests.support import (
     clean_env,
     emulator,
     free_port,
-    needs_hub,
     sidecar,
     start,
     wait_for,
@@ -274,7 +273,6 @@ def test_a_missing_key_file_is_its_own_alert_not_an_egress_problem(tmp_path: Pat
             assert upstream.whoami_requests() == 0, "nothing is sent without a key"
 
 
-@needs_hub
 def test_prometheus_sees_the_hub_once_per_key(tmp_path: Path) -> None:
     """Fleet mode: two sidecars with one key ask a real `layers-sidecar hub`, which asks the
     emulator. Prometheus scrapes all three: the dashboard's hub row has something to show, and a
