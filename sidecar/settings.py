@@ -529,8 +529,10 @@ COMMANDS: Final = {
     ),
     "check": Command(
         "One boot check for an init container or CI: call GET /v1/whoami, retry transient "
-        "failures (server errors, timeouts, 429 after its Retry-After) until --deadline, and "
-        "exit with a code. Exit codes: 0 ready, 1 no good answer before --deadline, "
+        "failures (server errors, timeouts, 429 after its Retry-After) with the back-off of "
+        "serve, the last wait cut so that one more attempt fits before --deadline, and exit "
+        "with a code. A 429 asking to wait past --deadline ends it at once (no call before the "
+        "upstream asked). Exit codes: 0 ready, 1 no good answer by --deadline, "
         "2 configuration error, 3 unauthenticated or client error, 4 billing exhausted, "
         "5 kill switch or access revoked, 6 credits below --min-credits.",
         _KEY | _POLL | {"deadline", "fallback_api_url"},
