@@ -84,6 +84,9 @@ async def readyz(request: web.Request) -> web.Response:
         elif name == "whoami" and verdict.reason is Reason.KEY_UNAVAILABLE:
             # No call is made without a key: whoami has not passed, whatever it said before.
             lines.append("[-]whoami failed: not called while the api key is unavailable")
+        elif name == "whoami" and verdict.ready and verdict.detail:
+            # Still ready, carried through transient failures: say so, not a plain "ok".
+            lines.append(f"[+]whoami ok ({verdict.detail})")
         else:
             lines.append(f"[+]{name} ok")
     lines.append("readyz check passed" if verdict.ready else "readyz check failed")
