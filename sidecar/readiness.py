@@ -125,6 +125,8 @@ def advance(state: State, result: Result, at: Instant, *, min_credits: float | N
         changes["base"] = _good_verdict(result.whoami, min_credits)
         changes["last_success_at"] = at.wall
         changes["last_success_mono"] = at.mono
+        # The key is in good standing: a tier a past 402 asked for no longer applies.
+        changes["min_tier"] = None
     elif outcome.hard_stop:
         changes["base"] = Verdict(False, HARD_STOP_REASONS[outcome], result.detail)
         if outcome is Outcome.BILLING_EXHAUSTED:

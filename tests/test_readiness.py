@@ -298,3 +298,11 @@ def test_a_hard_stop_followed_by_transients_names_both() -> None:
     # The stop still rules, and the detail agrees with lastOutcome (timeout).
     assert text.startswith(stopped)
     assert "; since then 1 failed poll, last timeout" in text
+
+
+def test_min_tier_is_cleared_by_a_good_answer() -> None:
+    clock = Clock()
+    state = run(clock, error(402, "BILLING_EXHAUSTED", details={"minTier": "pilot"}))
+    assert state.min_tier == "pilot"
+    assert run(clock, TIMEOUT, state=state).min_tier == "pilot"  # still what was last said
+    assert run(clock, ok(), state=state).min_tier is None
