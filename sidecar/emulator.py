@@ -139,6 +139,8 @@ async def whoami(request: web.Request) -> web.StreamResponse:
     if key is None:
         return _error(401, "UNAUTHENTICATED", "Missing API key.", headers)
     if match is None:
+        # The answer is the upstream's, word for word; the hint is for whoever runs the emulator.
+        log.warning("malformed api key", hint="the emulator accepts lp_<env>_<key_id>_<secret>")
         return _error(401, "UNAUTHENTICATED", "Malformed API key.", headers)
     key_id = match.group(2)
     emulator.last_key_id = key_id

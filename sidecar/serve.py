@@ -103,6 +103,9 @@ Try, in another terminal:
   curl -s -X POST {scenario} -d '{{"delay": 15}}'
   curl -s -X POST {upstream}/_emulator/reset
 
+The emulator accepts any key shaped lp_<env>_<key_id>_<secret> (the demo uses one); point
+another sidecar at it with LAYERS_API_KEY=lp_test_k1_FAKEsecretFAKE --api-url {upstream}.
+
 Ctrl-C stops both.
 """
 
