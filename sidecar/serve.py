@@ -40,7 +40,14 @@ async def serve(settings: Settings, log: Log, announce: Callable[[str], None] | 
     async with Poller(settings, key_source(settings), log=log, observers=observers) as poller:
         metrics.watch(poller)
         runner = await start_site(
-            make_app(poller, metrics.registry, quit_requested=quit_requested), settings.listen, log
+            make_app(
+                poller,
+                metrics.registry,
+                quit_requested=quit_requested,
+                whoami_url=settings.whoami_url,
+            ),
+            settings.listen,
+            log,
         )
         address = bound_address(runner)
         optional = {"readyFile": str(settings.ready_file)} if settings.ready_file else {}

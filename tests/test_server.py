@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from sidecar import server
+from sidecar import __version__, server
 from sidecar.metrics import Metrics
 from sidecar.outcome import Answer, Failure, classify
 from sidecar.readiness import Instant, Reason, State, Verdict, advance, verdict
@@ -183,6 +183,16 @@ async def test_status_before_the_first_answer(client: Client) -> None:
     assert body["creditBalance"] is None
     assert body["lastSuccessAt"] is None
     assert body["consecutiveFailures"] == 0
+
+
+async def test_status_names_the_url_polled_and_the_version(
+    aiohttp_client: MakeClient, source: FakeSource
+) -> None:
+    url = "https://api.layers.example/v1/whoami"
+    app = make_app(source, Metrics().registry, whoami_url=url)
+    body = await (await (await aiohttp_client(app)).get("/status")).json()
+    assert body["whoamiUrl"] == url
+    assert body["version"] == __version__
 
 
 def test_status_document_has_every_field_the_spec_names() -> None:
