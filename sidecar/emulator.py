@@ -206,8 +206,13 @@ async def set_scenario(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    request.app[EMULATOR].reset()
-    return web.json_response(asdict(request.app[EMULATOR].scenario))
+    emulator = request.app[EMULATOR]
+    counted = emulator.whoami_requests
+    emulator.reset()
+    # Logged like every other scenario change: a log that shows the kill switch engaged must
+    # also show why it is gone. The count is the one the reset zeroes.
+    request.app[LOG].info("scenario reset", whoamiRequestsBefore=counted)
+    return web.json_response(asdict(emulator.scenario))
 
 
 async def stats(request: web.Request) -> web.Response:

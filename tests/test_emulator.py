@@ -183,8 +183,11 @@ async def test_bad_scenario_patches_are_400_and_change_nothing(client: Client, p
 async def test_reset_restores_the_start_and_zeroes_the_counter(client: Client) -> None:
     await scenario(client, killSwitch=True)
     await whoami(client)
-    response = await client.post("/_emulator/reset")
+    with capture_logs() as logs:
+        response = await client.post("/_emulator/reset")
     assert (await response.json())["killSwitch"] is False
+    # Logged, like every scenario change (before: nothing at all).
+    assert [(e["event"], e["whoamiRequestsBefore"]) for e in logs] == [("scenario reset", 1)]
     stats = await (await client.get("/_emulator/stats")).json()
     assert stats["whoamiRequests"] == 0
 
