@@ -182,7 +182,8 @@ def _since(state: State) -> str:
     """What the transient failures since the last definitive answer were, in a few words."""
     count = state.failed_polls
     text = f"{count} failed poll{'' if count == 1 else 's'}, last {state.last_outcome}"
-    return f"{text}: {state.last_detail}" if state.last_detail else text
+    # Without the upstream message's full stop, so that "…error.; since" does not happen.
+    return f"{text}: {state.last_detail.rstrip('. ')}" if state.last_detail else text
 
 
 def verdict(state: State, mono_now: float, *, stale_after: float) -> Verdict:
@@ -199,7 +200,8 @@ def verdict(state: State, mono_now: float, *, stale_after: float) -> Verdict:
             return Verdict(False, Reason.STARTING, f"no good answer yet: {_since(state)}")
         if base.reason in HARD_STOP_REASONS.values():
             # Still stopped (only a definitive answer clears it), and what came after.
-            return replace(base, detail=f"{base.detail}; since then {_since(state)}".lstrip("; "))
+            stop = base.detail.rstrip(". ")
+            return replace(base, detail=f"{stop}; since then {_since(state)}".lstrip("; "))
         return base
     assert state.last_success_mono is not None
     age = mono_now - state.last_success_mono
