@@ -106,7 +106,12 @@ async def run_check(
                     code = EXIT_DEADLINE
                     gave_up = (
                         f"no good answer within --deadline {settings.deadline:g}s "
-                        f"({attempts} attempt{'s' if attempts > 1 else ''})"
+                        f"({attempts} attempt{'s' if attempts > 1 else ''}"
+                        + (
+                            f", the last answered {left:.1f}s before the deadline)"
+                            if left > 0
+                            else ")"
+                        )
                     )
                     break
                 # Our own back-off is only a courtesy: shorten it to leave the last attempt

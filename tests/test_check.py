@@ -125,7 +125,9 @@ async def test_the_back_off_is_capped_by_the_deadline_not_a_reason_to_give_up_ea
     assert scenario(upstream).whoami_requests == len(fake.sleeps) + 1
     last = own(logs)[-1]
     assert last["attempts"] == len(fake.sleeps) + 1
+    # Why it ended, truthfully: the last attempt answered with too little time left for another.
     assert f"no good answer within --deadline {deadline:g}s" in last["detail"]
+    assert "attempts, the last answered 0.5s before the deadline)" in last["detail"]
     assert "HTTP 500" in last["detail"]
 
 
