@@ -301,8 +301,10 @@ _LENIENT: Final = json.JSONDecoder()
 # The C scanner behind json.loads: a JSON string starting after its opening quote.
 _scanstring: Final[Callable[[str, int], tuple[str, int]]] = json.decoder.scanstring  # type: ignore[attr-defined]
 # What skipping a value that does not parse looks at: strings (skipped whole, unterminated at
-# the end of a cut body too), runs of brackets, and commas. Everything else is passed over in C.
-_SKIP_TOKEN: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[{\[]+|[}\]]+|,', re.DOTALL)
+# the end of a cut body too), runs of brackets, and, outside any bracket, commas. Everything else
+# (inside brackets, commas too) is passed over in C.
+_SKIP_DEEP: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[{\[]+|[}\]]+', re.DOTALL)
+_SKIP_TOP: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[{\[]+|[}\]]+|,', re.DOTALL)
 _SPACE: Final = re.compile(r"[ \t\n\r]*")
 # A member whose value does not parse (nested too deep, a literal JSON lacks, cut short).
 _UNREADABLE: Final = object()
@@ -330,8 +332,8 @@ def _skip_value(text: str, pos: int) -> int:
     Counts brackets without recursing, so a value nested a million deep costs one regex pass.
     """
     depth = 0
-    for match in _SKIP_TOKEN.finditer(text, pos):
-        piece = match.group()
+    while (match := (_SKIP_DEEP if depth else _SKIP_TOP).search(text, pos)) is not None:
+        piece, pos = match.group(), match.end()
         if piece[0] in "{[":
             depth += len(piece)
         elif piece[0] in "}]":
