@@ -688,3 +688,30 @@ def test_init_check_exits_as_documented_through_the_hub(
         dead = fleet.through(f"http://127.0.0.1:{free_port()}")
         em.reset()
         assert run_check(fleet.app, em.url, tmp_path, dead).returncode == EXIT_READY
+
+
+def test_example_job_runs_and_its_work_ends_the_sidecar(
+    tmp_path: Path, run_serve: RunServe
+) -> None:
+    """The chart's example Job as written: `check` passes, the sidecar serves, the work's shell
+    script (run by this machine's /bin/sh and curl) waits for it, works, and ends it with
+    POST /quitquitquit; the sidecar exits 0 and so does the work, so the Job completes.
+    Substituted in the script as for the sidecar: its declared port for the port it listens on."""
+    objects = chart_objects("job-quitquitquit")
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    manifest = Manifest(objects, pod_spec(job))
+    with emulator(tmp_path) as em:
+        checked = run_check(manifest, em.url, tmp_path)
+        assert checked.returncode == EXIT_READY, checked.stderr
+        running = run_serve(manifest, em.url)
+        work = container(manifest.spec, "work")
+        shell, flag, script = work["command"]
+        declared = f"http://127.0.0.1:{running.prepared.declared_port}/"
+        assert declared in script
+        script = script.replace(declared, f"http://127.0.0.1:{running.prepared.port}/")
+        done = subprocess.run(
+            [shell, flag, script], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "reporting the day's numbers with a healthy key" in done.stdout
+        assert running.process.proc.wait(timeout=15) == 0, running.process.stderr
