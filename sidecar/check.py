@@ -1,10 +1,11 @@
 """`check`: one boot check for an init container or CI, ending in an exit code.
 
-Retries transient failures with the same back-off as `serve`, within --deadline; a hard stop
-ends it at once. Never runs past --deadline: each attempt's timeout is cut to what is left, and
-when the next try would come after the deadline, or too close to it for an answer (a back-off
-step, or a Retry-After the upstream asked for), it ends now with code 1 and says so rather than
-sleeping into a sure failure.
+Retries transient failures with the same back-off as `serve`, capped by what is left of
+--deadline; a hard stop ends it at once. Never runs past --deadline: each attempt's timeout is
+cut to what is left. When a back-off step would not fit, the wait is shortened so that one last
+attempt still gets MIN_ATTEMPT before the deadline. Only a wait the upstream asked for (a 429's
+Retry-After or reset) is never shortened: calling sooner would be calling before it asked, so
+when it does not fit, check ends now with code 1 and says so.
 
 It logs one line per retry and one last line that names what happened, the URL it called and
 who the key is. Time comes from the injected Clock, so tests run the retry loop instantly.
@@ -73,6 +74,8 @@ async def run_check(
     deadline = started + settings.deadline
     attempts = 0
     gave_up = ""
+    # Set once a back-off was shortened to fit the deadline: the attempt after it is the last.
+    last_call = False
     async with Poller(settings, keys or key_source(settings), log=log, clock=clock) as poller:
         while True:
             # --deadline 0 is one attempt with its full --timeout; otherwise the attempt ends
@@ -88,19 +91,32 @@ async def run_check(
             assert result is not None  # only a missing key gives no result, and that has a code
             delay = poller.delay_after(result)
             left = deadline - clock.mono()
-            if delay + min(MIN_ATTEMPT, settings.timeout) > left:
-                code = EXIT_DEADLINE
-                if result.outcome is Outcome.RATE_LIMITED and left > 0:
+            least = min(MIN_ATTEMPT, settings.timeout)
+            if delay + least > left:
+                asked = result.outcome is Outcome.RATE_LIMITED and result.retry_after is not None
+                if asked and left > 0:
+                    code = EXIT_DEADLINE
                     gave_up = (
                         f"the upstream asked to wait {delay:g}s before another call, and "
                         f"--deadline {settings.deadline:g}s leaves {left:.1f}s"
                     )
-                else:
+                    break
+                if last_call or left < least:
+                    # The deadline is (all but) reached: no time for an attempt that could answer.
+                    code = EXIT_DEADLINE
                     gave_up = (
                         f"no good answer within --deadline {settings.deadline:g}s "
-                        f"({attempts} attempt{'s' if attempts > 1 else ''})"
+                        f"({attempts} attempt{'s' if attempts > 1 else ''}"
+                        + (
+                            f", the last answered {left:.1f}s before the deadline)"
+                            if left > 0
+                            else ")"
+                        )
                     )
-                break
+                    break
+                # Our own back-off is only a courtesy: shorten it to leave the last attempt
+                # MIN_ATTEMPT before the deadline, rather than giving up with time to spare.
+                delay, last_call = max(0.0, left - least), True
             log.info(
                 "check retrying",
                 url=url,

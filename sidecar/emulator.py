@@ -139,6 +139,8 @@ async def whoami(request: web.Request) -> web.StreamResponse:
     if key is None:
         return _error(401, "UNAUTHENTICATED", "Missing API key.", headers)
     if match is None:
+        # The answer is the upstream's, word for word; the hint is for whoever runs the emulator.
+        log.warning("malformed api key", hint="the emulator accepts lp_<env>_<key_id>_<secret>")
         return _error(401, "UNAUTHENTICATED", "Malformed API key.", headers)
     key_id = match.group(2)
     emulator.last_key_id = key_id
@@ -204,8 +206,13 @@ async def set_scenario(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    request.app[EMULATOR].reset()
-    return web.json_response(asdict(request.app[EMULATOR].scenario))
+    emulator = request.app[EMULATOR]
+    counted = emulator.whoami_requests
+    emulator.reset()
+    # Logged like every other scenario change: a log that shows the kill switch engaged must
+    # also show why it is gone. The count is the one the reset zeroes.
+    request.app[LOG].info("scenario reset", whoamiRequestsBefore=counted)
+    return web.json_response(asdict(emulator.scenario))
 
 
 async def stats(request: web.Request) -> web.Response:

@@ -77,6 +77,9 @@ class State:
     last_success_mono: float | None = None
     last_request_id: str | None = None
     consecutive_failures: int = 0
+    # Transient failures since the last definitive answer (good, hard stop or missing key): what
+    # a verdict carried through them, or "starting", says happened meanwhile.
+    failed_polls: int = 0
     rate_limit_limit: float | None = None
     rate_limit_remaining: float | None = None
     # Which key the state is about (keys.fingerprint); whoami describes this key or is None.
@@ -103,6 +106,7 @@ def advance(state: State, result: Result, at: Instant, *, min_credits: float | N
         "last_request_id": result.request_id,
         "consecutive_failures": 0 if outcome is Outcome.OK else state.consecutive_failures + 1,
         "failing": outcome.transient,
+        "failed_polls": state.failed_polls + 1 if outcome.transient else 0,
     }
     if result.whoami is not None:
         # Any well-formed 200 updates who the key is, switches on or off.
@@ -121,6 +125,8 @@ def advance(state: State, result: Result, at: Instant, *, min_credits: float | N
         changes["base"] = _good_verdict(result.whoami, min_credits)
         changes["last_success_at"] = at.wall
         changes["last_success_mono"] = at.mono
+        # The key is in good standing: a tier a past 402 asked for no longer applies.
+        changes["min_tier"] = None
     elif outcome.hard_stop:
         changes["base"] = Verdict(False, HARD_STOP_REASONS[outcome], result.detail)
         if outcome is Outcome.BILLING_EXHAUSTED:
@@ -159,6 +165,7 @@ def key_unavailable(state: State, detail: str, at: Instant) -> State:
         last_attempt_at=at.wall,
         last_request_id=None,
         consecutive_failures=state.consecutive_failures + 1,
+        failed_polls=0,
     )
 
 
@@ -171,15 +178,40 @@ def stale_at(state: State, *, stale_after: float) -> float | None:
     return state.last_success_mono + stale_after
 
 
+def _since(state: State) -> str:
+    """What the transient failures since the last definitive answer were, in a few words."""
+    count = state.failed_polls
+    text = f"{count} failed poll{'' if count == 1 else 's'}, last {state.last_outcome}"
+    # Without the upstream message's full stop, so that "…error.; since" does not happen.
+    return f"{text}: {state.last_detail.rstrip('. ')}" if state.last_detail else text
+
+
 def verdict(state: State, mono_now: float, *, stale_after: float) -> Verdict:
-    """The verdict at `mono_now`: the base one, unless transient failures have made it stale."""
+    """The verdict at `mono_now`: the base one, unless transient failures have made it stale.
+
+    While transient failures go on, the detail says so: a verdict carried through them is not
+    the same news as one just confirmed, and "starting" after five 500s is not "no answer yet".
+    """
     base = state.base
-    if not state.failing or base.reason not in _FROM_GOOD_ANSWER:
+    if not state.failing or state.failed_polls == 0:
+        return base
+    if base.reason not in _FROM_GOOD_ANSWER:
+        if base == STARTING:
+            return Verdict(False, Reason.STARTING, f"no good answer yet: {_since(state)}")
+        if base.reason in HARD_STOP_REASONS.values():
+            # Still stopped (only a definitive answer clears it), and what came after.
+            stop = base.detail.rstrip(". ")
+            return replace(base, detail=f"{stop}; since then {_since(state)}".lstrip("; "))
         return base
     assert state.last_success_mono is not None
     age = mono_now - state.last_success_mono
     if age < stale_after:
-        return base
+        held = "ready" if base.ready else "held"
+        note = (
+            f"{_since(state)}; {held} until --stale-after {stale_after:g}s "
+            f"({stale_after - age:.0f}s left)"
+        )
+        return replace(base, detail=f"{base.detail}; {note}" if base.detail else note)
     return Verdict(
         False,
         Reason.STALE,

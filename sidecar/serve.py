@@ -40,7 +40,14 @@ async def serve(settings: Settings, log: Log, announce: Callable[[str], None] | 
     async with Poller(settings, key_source(settings), log=log, observers=observers) as poller:
         metrics.watch(poller)
         runner = await start_site(
-            make_app(poller, metrics.registry, quit_requested=quit_requested), settings.listen, log
+            make_app(
+                poller,
+                metrics.registry,
+                quit_requested=quit_requested,
+                whoami_url=settings.whoami_url,
+            ),
+            settings.listen,
+            log,
         )
         address = bound_address(runner)
         optional = {"readyFile": str(settings.ready_file)} if settings.ready_file else {}
@@ -102,6 +109,9 @@ Try, in another terminal:
   curl -s -X POST {scenario} -d '{{"failure": "rate_limited", "retryAfter": 5}}'
   curl -s -X POST {scenario} -d '{{"delay": 15}}'
   curl -s -X POST {upstream}/_emulator/reset
+
+The emulator accepts any key shaped lp_<env>_<key_id>_<secret> (the demo uses one); point
+another sidecar at it with LAYERS_API_KEY=lp_test_k1_FAKEsecretFAKE --api-url {upstream}.
 
 Ctrl-C stops both.
 """

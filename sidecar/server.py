@@ -26,7 +26,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from . import metrics
+from . import __version__, metrics
 from .readiness import Reason, State, Verdict
 from .redact import clean
 from .settings import ConfigError, Listen
@@ -66,6 +66,7 @@ class Source(metrics.Source, Protocol):
 
 SOURCE: Final = web.AppKey("source", Source)
 QUIT: Final = web.AppKey("quit", asyncio.Event)
+WHOAMI_URL: Final[web.AppKey[str | None]] = web.AppKey("whoami_url")
 
 
 def _text(body: str, status: int = 200) -> web.Response:
@@ -84,6 +85,9 @@ async def readyz(request: web.Request) -> web.Response:
         elif name == "whoami" and verdict.reason is Reason.KEY_UNAVAILABLE:
             # No call is made without a key: whoami has not passed, whatever it said before.
             lines.append("[-]whoami failed: not called while the api key is unavailable")
+        elif name == "whoami" and verdict.ready and verdict.detail:
+            # Still ready, carried through transient failures: say so, not a plain "ok".
+            lines.append(f"[+]whoami ok ({verdict.detail})")
         else:
             lines.append(f"[+]{name} ok")
     lines.append("readyz check passed" if verdict.ready else "readyz check failed")
@@ -111,7 +115,9 @@ def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def status_document(state: State, verdict: Verdict) -> dict[str, Any]:
+def status_document(
+    state: State, verdict: Verdict, *, whoami_url: str | None = None
+) -> dict[str, Any]:
     whoami = state.whoami
     return {
         "ready": verdict.ready,
@@ -134,12 +140,19 @@ def status_document(state: State, verdict: Verdict) -> dict[str, Any]:
         "lastSuccessAt": _iso(state.last_success_at),
         "lastRequestId": state.last_request_id,
         "consecutiveFailures": state.consecutive_failures,
+        # What is polled and by which build: the first two questions when /status looks wrong.
+        # Settings refuse a URL holding credentials, so it can be shown as it is.
+        "whoamiUrl": whoami_url,
+        "version": __version__,
     }
 
 
 async def status(request: web.Request) -> web.Response:
     source = request.app[SOURCE]
-    return web.json_response(status_document(source.snapshot(), source.verdict()))
+    document = status_document(
+        source.snapshot(), source.verdict(), whoami_url=request.app[WHOAMI_URL]
+    )
+    return web.json_response(document)
 
 
 async def quitquitquit(request: web.Request) -> web.Response:
@@ -149,11 +162,17 @@ async def quitquitquit(request: web.Request) -> web.Response:
 
 
 def make_app(
-    source: Source, registry: CollectorRegistry, *, quit_requested: asyncio.Event | None = None
+    source: Source,
+    registry: CollectorRegistry,
+    *,
+    quit_requested: asyncio.Event | None = None,
+    whoami_url: str | None = None,
 ) -> web.Application:
-    """The probe endpoints; with `quit_requested`, also POST /quitquitquit, which sets it."""
+    """The probe endpoints; with `quit_requested`, also POST /quitquitquit, which sets it.
+    `whoami_url` is shown in /status."""
     app = web.Application()
     app[SOURCE] = source
+    app[WHOAMI_URL] = whoami_url
     # add_get also answers HEAD.
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/livez", livez)

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 EXIT_CONFIG: Final = 2
 
 _LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+# Signed, so that "-1s" is read as a duration and refused for its sign, not its spelling.
+_DURATION = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d+)?|\.\d+))\s*(ms|s|m|h)?\s*$")
 E = TypeVar("E", bound=StrEnum)
 
 _UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -63,12 +64,19 @@ class LogLevel(StrEnum):
     ERROR = "error"
 
 
-def parse_duration(text: str) -> float:
-    """`250ms`, `10s`, `2m`, `1h` or a bare number of seconds → seconds."""
+def _seconds(text: str) -> float:
     match = _DURATION.match(text)
     if not match:
         raise ValueError(f"{text!r} is not a duration (use 250ms, 10s, 2m, 1h or seconds)")
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_duration(text: str) -> float:
+    """`250ms`, `10s`, `2m`, `1h` or a bare number of seconds → seconds; 0 or more."""
+    seconds = _seconds(text)
+    if seconds < 0:
+        raise ValueError(f"{text!r} must not be negative")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,9 @@ def _host_ok(host: str) -> bool:
 def _url(text: str) -> str:
     # Every way this URL could never be reached is refused here, at start-up, rather than
     # showing as a network_error seconds later.
+    if any(c.isspace() or not c.isprintable() for c in text):
+        # urlsplit drops tabs and newlines silently, and aiohttp would send a space as it is.
+        raise ValueError(f"{text!r} holds a space or a control character")
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{text!r} is not an http(s) URL")
@@ -161,7 +172,7 @@ def _credits(text: str) -> float:
 
 
 def _positive_duration(text: str) -> float:
-    seconds = parse_duration(text)
+    seconds = _seconds(text)
     if seconds <= 0:
         raise ValueError(f"{text!r} must be more than 0")
     return seconds
@@ -529,8 +540,10 @@ COMMANDS: Final = {
     ),
     "check": Command(
         "One boot check for an init container or CI: call GET /v1/whoami, retry transient "
-        "failures (server errors, timeouts, 429 after its Retry-After) until --deadline, and "
-        "exit with a code. Exit codes: 0 ready, 1 no good answer before --deadline, "
+        "failures (server errors, timeouts, 429 after its Retry-After) with the back-off of "
+        "serve, the last wait cut so that one more attempt fits before --deadline, and exit "
+        "with a code. A 429 asking to wait past --deadline ends it at once (no call before the "
+        "upstream asked). Exit codes: 0 ready, 1 no good answer by --deadline, "
         "2 configuration error, 3 unauthenticated or client error, 4 billing exhausted, "
         "5 kill switch or access revoked, 6 credits below --min-credits.",
         _KEY | _POLL | {"deadline", "fallback_api_url"},
@@ -545,7 +558,10 @@ COMMANDS: Final = {
     ),
     "emulate": Command(
         "A local Layers API emulator: GET /v1/whoami with the upstream's fields, errors and "
-        "headers, and a control API under /_emulator/ to change the scenario at run time.",
+        "headers, and a control API under /_emulator/ to change the scenario at run time. "
+        "It accepts any key of the form lp_<env>_<key_id>_<secret> (letters and digits, e.g. "
+        "lp_test_k1_FAKEsecretFAKE), in X-Api-Key or Authorization: Bearer; any other key is "
+        '401 UNAUTHENTICATED "Malformed API key.".',
         _LOGS | {"emulator_listen", "scenario"},
         flags={"emulator_listen": "--listen"},
     ),

@@ -21,6 +21,7 @@ from sidecar.check import (
     EXIT_DEADLINE,
     EXIT_READY,
     EXIT_UNAUTHENTICATED,
+    MIN_ATTEMPT,
     run_check,
     shown_url,
 )
@@ -107,6 +108,27 @@ async def test_transients_are_retried_with_back_off_until_the_deadline(
     assert "no good answer within --deadline 10s" in last["detail"]
     assert "HTTP 500" in last["detail"]
     assert last["attempts"] == len(retries) + 1
+
+
+@pytest.mark.parametrize("deadline", [5.0, 20.0])
+async def test_the_back_off_is_capped_by_the_deadline_not_a_reason_to_give_up_early(
+    upstream: TestServer, logs: Logs, deadline: float
+) -> None:
+    # Before: a 500 upstream ended `--deadline 20s` at about 11 s and `--deadline 5s` at about
+    # 2 s, because the next back-off step did not fit. Now the last wait is cut so that one
+    # more attempt gets MIN_ATTEMPT before the deadline.
+    scenario(upstream).scenario.failure = "server_error"
+    fake = FakeClock()
+    assert await check(upstream, fake, deadline=deadline) == EXIT_DEADLINE
+    # The fake clock only moves in sleeps: the last attempt starts exactly MIN_ATTEMPT before.
+    assert sum(fake.sleeps) == pytest.approx(deadline - MIN_ATTEMPT)
+    assert scenario(upstream).whoami_requests == len(fake.sleeps) + 1
+    last = own(logs)[-1]
+    assert last["attempts"] == len(fake.sleeps) + 1
+    # Why it ended, truthfully: the last attempt answered with too little time left for another.
+    assert f"no good answer within --deadline {deadline:g}s" in last["detail"]
+    assert "attempts, the last answered 0.5s before the deadline)" in last["detail"]
+    assert "HTTP 500" in last["detail"]
 
 
 async def test_a_retry_after_longer_than_the_deadline_ends_now(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar import __version__
 from tests.support import (
     FAKE_KEY,
     FAKE_SECRET,
@@ -327,6 +328,8 @@ def test_status_and_metrics_of_a_live_sidecar(upstream: Emulator, tmp_path: Path
         assert status["killSwitch"] is False
         assert status["lastRequestId"].startswith("req_")
         assert status["lastSuccessAt"].endswith("Z")
+        assert status["whoamiUrl"] == f"{upstream.url.rstrip('/')}/v1/whoami"
+        assert status["version"] == __version__
         metrics = served.get("/metrics").body
         assert "layers_credit_balance 1234.5" in metrics
         assert 'layers_rate_limit_tier{tier="platinum"} 1.0' in metrics

@@ -10,8 +10,10 @@ import pytest
 import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from structlog.testing import capture_logs
 
-from sidecar import emulator
+from sidecar import cli, emulator
+from sidecar.serve import demo_banner
 from tests.support import FAKE_KEY
 
 Client = TestClient[web.Request, web.Application]
@@ -181,8 +183,11 @@ async def test_bad_scenario_patches_are_400_and_change_nothing(client: Client, p
 async def test_reset_restores_the_start_and_zeroes_the_counter(client: Client) -> None:
     await scenario(client, killSwitch=True)
     await whoami(client)
-    response = await client.post("/_emulator/reset")
+    with capture_logs() as logs:
+        response = await client.post("/_emulator/reset")
     assert (await response.json())["killSwitch"] is False
+    # Logged, like every scenario change (before: nothing at all).
+    assert [(e["event"], e["whoamiRequestsBefore"]) for e in logs] == [("scenario reset", 1)]
     stats = await (await client.get("/_emulator/stats")).json()
     assert stats["whoamiRequests"] == 0
 
@@ -202,3 +207,23 @@ def test_ulids_are_26_crockford_characters_and_sort_by_time() -> None:
     first, second = emulator.ulid(), emulator.ulid()
     assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{26}", first)
     assert first[:10] <= second[:10]
+
+
+async def test_a_malformed_key_is_logged_with_the_accepted_form(client: Client) -> None:
+    with capture_logs() as logs:
+        status, body, _ = await whoami(client, **{"X-Api-Key": "lk_test_x"})
+    assert (status, body["error"]["message"]) == (401, "Malformed API key.")  # the upstream's
+    [line] = [e for e in logs if e["event"] == "malformed api key"]
+    assert "lp_<env>_<key_id>_<secret>" in line["hint"]
+    assert "lk_test_x" not in str(line)  # whatever was presented is not echoed
+
+
+def test_emulate_help_and_the_demo_say_which_keys_the_emulator_accepts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["emulate", "--help"])
+    assert done.value.code == 0
+    assert "lp_<env>_<key_id>_<secret>" in " ".join(capsys.readouterr().out.split())
+    banner = demo_banner("http://127.0.0.1:8080", "http://127.0.0.1:8081")
+    assert "lp_<env>_<key_id>_<secret>" in banner

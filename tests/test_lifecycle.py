@@ -12,11 +12,12 @@ from pathlib import Path
 
 from tests.support import Emulator, Process, clean_env, emulator, http, sidecar, wait_for
 
-# The worker of docs/lifecycle.md, in Python: before each job it checks the ready-file; no file,
-# no call to Layers. It writes one line per turn so the test can see what it did and when.
+# The worker of docs/lifecycle.md, in Python: before each job it checks the ready-file named by
+# its own WORKER_READY_FILE; no file, no call to Layers. It writes one line per turn so the test
+# can see what it did and when.
 WORKER = """
 import os, sys, time
-ready, journal = sys.argv[1], sys.argv[2]
+ready, journal = os.environ["WORKER_READY_FILE"], sys.argv[1]
 jobs = 0
 while True:
     if os.path.exists(ready):
@@ -33,8 +34,8 @@ while True:
 @contextmanager
 def worker(ready: Path, journal: Path) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", WORKER, str(ready), str(journal)],
-        env=clean_env(),
+        [sys.executable, "-c", WORKER, str(journal)],
+        env=clean_env(WORKER_READY_FILE=str(ready)),
         stdin=subprocess.DEVNULL,
     )
     try:

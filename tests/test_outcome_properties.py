@@ -227,7 +227,10 @@ def test_only_malformed_bodies_from_the_start_stay_starting(answers: list[Answer
     state = State()
     for step, answer in enumerate(answers):
         state = advance(state, classify(answer, NOW), Instant(NOW + step, step), min_credits=None)
-        assert verdict(state, step, stale_after=90) == STARTING
+        now = verdict(state, step, stale_after=90)
+        # Still starting, and the detail names what the polls got instead of "no answer".
+        assert (now.ready, now.reason) == (STARTING.ready, STARTING.reason)
+        assert now.detail != STARTING.detail
     assert state.whoami is None
     assert state.consecutive_failures == len(answers)
 

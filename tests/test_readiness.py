@@ -259,3 +259,50 @@ def test_stale_at_is_when_a_good_verdict_runs_out() -> None:
     assert stale_at(state, stale_after=STALE_AFTER) == success + STALE_AFTER
     hard = run(clock, error(401), state=state)
     assert stale_at(hard, stale_after=STALE_AFTER) is None  # a hard stop does not go stale
+
+
+def detail(state: State, clock: Clock, stale_after: float = STALE_AFTER) -> str:
+    return verdict(state, clock.mono, stale_after=stale_after).detail
+
+
+def test_starting_after_failures_says_what_happened_not_no_answer_yet() -> None:
+    clock = Clock()
+    assert detail(State(), clock) == "no answer from whoami yet"
+    state = run(clock, TIMEOUT, *[error(500, "INTERNAL")] * 4)
+    assert reason(state, clock) is Reason.STARTING
+    text = detail(state, clock)
+    assert text.startswith("no good answer yet: 5 failed polls, last server_error: HTTP 500")
+    assert "INTERNAL" in text
+
+
+def test_a_ready_verdict_held_through_failures_says_so_and_how_long() -> None:
+    clock = Clock()
+    state = run(clock, ok(), every=1)
+    assert detail(state, clock) == ""
+    state = run(clock, TIMEOUT, TIMEOUT, TIMEOUT, state=state, every=10)
+    held = verdict(state, clock.mono, stale_after=STALE_AFTER)
+    assert held.ready
+    assert held.reason is Reason.OK
+    assert held.detail.startswith("3 failed polls, last timeout")
+    assert held.detail.endswith("ready until --stale-after 90s (60s left)")
+    assert detail(run(clock, ok(), state=state), clock) == ""  # a good answer: plain ok again
+
+
+def test_a_hard_stop_followed_by_transients_names_both() -> None:
+    clock = Clock()
+    state = run(clock, ok(), error(401, "UNAUTHENTICATED"), every=1)
+    stopped = detail(state, clock)
+    state = run(clock, TIMEOUT, state=state)
+    assert reason(state, clock) is Reason.UNAUTHENTICATED
+    text = detail(state, clock)
+    # The stop still rules, and the detail agrees with lastOutcome (timeout).
+    assert text.startswith(stopped)
+    assert "; since then 1 failed poll, last timeout" in text
+
+
+def test_min_tier_is_cleared_by_a_good_answer() -> None:
+    clock = Clock()
+    state = run(clock, error(402, "BILLING_EXHAUSTED", details={"minTier": "pilot"}))
+    assert state.min_tier == "pilot"
+    assert run(clock, TIMEOUT, state=state).min_tier == "pilot"  # still what was last said
+    assert run(clock, ok(), state=state).min_tier is None

@@ -12,9 +12,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from sidecar import server
+from sidecar import __version__, server
 from sidecar.metrics import Metrics
-from sidecar.readiness import Reason, State, Verdict
+from sidecar.outcome import Answer, Failure, classify
+from sidecar.readiness import Instant, Reason, State, Verdict, advance, verdict
 from sidecar.server import (
     RateLimited,
     bound_address,
@@ -25,7 +26,7 @@ from sidecar.server import (
 )
 from sidecar.settings import Listen
 from tests.support import WHOAMI_PARSED as WHOAMI
-from tests.support import FakeSource
+from tests.support import FakeSource, error, ok
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -105,6 +106,56 @@ async def test_verbose_never_passes_whoami_when_no_call_was_made(
     assert lines[-1] == "readyz check failed"
 
 
+def _follow(source: FakeSource, *answers: Answer, every: float = 10.0) -> None:
+    """Feeds answers through the real readiness code into the fake source, 10 s apart."""
+    state, mono = source.state, 1000.0
+    for answer in answers:
+        mono += every
+        state = advance(state, classify(answer, mono), Instant(mono, mono), min_credits=None)
+    source.state, source.current = state, verdict(state, mono, stale_after=90.0)
+
+
+async def test_verbose_says_when_ready_is_held_through_failures(
+    client: Client, source: FakeSource
+) -> None:
+    # Before: "[+]whoami ok" after three timeouts, as if the last poll had passed.
+    _follow(source, ok(), *[Answer(failure=Failure.TIMEOUT)] * 3)
+    response = await client.get("/readyz?verbose")
+    assert response.status == 200
+    [whoami] = [line for line in (await response.text()).splitlines() if "whoami" in line]
+    assert whoami.startswith("[+]whoami ok (3 failed polls, last timeout")
+    assert whoami.endswith("ready until --stale-after 90s (60s left))")
+
+
+async def test_starting_after_failures_names_them_in_every_place(
+    client: Client, source: FakeSource
+) -> None:
+    _follow(source, *[error(500, "INTERNAL")] * 5)
+    lines = (await (await client.get("/readyz?verbose")).text()).splitlines()
+    assert lines[0].startswith(
+        "[-]whoami failed: starting: no good answer yet: 5 failed polls, last server_error: "
+        "HTTP 500"
+    )
+    body = await (await client.get("/status")).json()
+    assert body["detail"].startswith("no good answer yet: 5 failed polls, last server_error")
+    assert body["lastOutcome"] == "server_error"
+
+
+async def test_status_after_a_hard_stop_then_a_transient_is_coherent(
+    client: Client, source: FakeSource
+) -> None:
+    _follow(source, ok(), error(401, "UNAUTHENTICATED"), Answer(failure=Failure.TIMEOUT))
+    body = await (await client.get("/status")).json()
+    assert (body["ready"], body["reason"], body["lastOutcome"]) == (
+        False,
+        "unauthenticated",
+        "timeout",
+    )
+    # The detail names the stop that still rules and the timeout lastOutcome shows.
+    assert body["detail"].startswith("HTTP 401 UNAUTHENTICATED")
+    assert "since then 1 failed poll, last timeout" in body["detail"]
+
+
 async def test_livez_follows_the_loop_not_the_upstream(client: Client, source: FakeSource) -> None:
     source.current = Verdict(False, Reason.KILL_SWITCH)
     assert (await client.get("/livez")).status == 200
@@ -132,6 +183,16 @@ async def test_status_before_the_first_answer(client: Client) -> None:
     assert body["creditBalance"] is None
     assert body["lastSuccessAt"] is None
     assert body["consecutiveFailures"] == 0
+
+
+async def test_status_names_the_url_polled_and_the_version(
+    aiohttp_client: MakeClient, source: FakeSource
+) -> None:
+    url = "https://api.layers.example/v1/whoami"
+    app = make_app(source, Metrics().registry, whoami_url=url)
+    body = await (await (await aiohttp_client(app)).get("/status")).json()
+    assert body["whoamiUrl"] == url
+    assert body["version"] == __version__
 
 
 def test_status_document_has_every_field_the_spec_names() -> None:

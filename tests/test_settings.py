@@ -26,7 +26,7 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "ten", "10d", "-1s", "1s2", "s"])
+@pytest.mark.parametrize("text", ["", "ten", "10d", "1s2", "s", "--1s"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
@@ -104,6 +104,11 @@ def test_a_key_is_required_and_an_empty_variable_counts_as_unset() -> None:
         ({"api_url": "http://-a.example"}, {}, "--api-url"),
         ({"api_url": "http://" + "a" * 64 + ".example"}, {}, "--api-url"),
         ({"api_url": "http://user:pw@api.layers.com"}, {}, "--api-url"),
+        ({"api_url": "http://127.0.0.1:1/ x"}, {}, "--api-url"),
+        ({"api_url": "http://127.0.0.1:1/\tx"}, {}, "--api-url"),
+        ({"api_url": "http://127.0.0.1:1/x\n"}, {}, "--api-url"),
+        ({"api_url": "http://127.0.0.1:1/\x7f"}, {}, "--api-url"),
+        ({"fallback_api_url": "http://127.0.0.1:1/\u2028"}, {}, "--fallback-api-url"),
         ({}, {"LAYERS_API_URL": "https://api.layers.com:65536"}, "LAYERS_API_URL"),
         ({}, {"LAYERS_AUTH_SCHEME": "basic"}, "LAYERS_AUTH_SCHEME"),
         ({"listen": "8080"}, {}, "--listen"),
@@ -121,6 +126,21 @@ def test_a_bad_value_names_its_setting(
         load(flags, {**KEY, **environ})
     assert str(caught.value).startswith(f"{named}: ")
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("flags", "problem"),
+    [
+        ({"interval": "-1s"}, "--interval: '-1s' must be more than 0"),
+        ({"timeout": "-250ms"}, "--timeout: '-250ms' must be more than 0"),
+        ({"deadline": "-1"}, "--deadline: '-1' must not be negative"),
+    ],
+)
+def test_a_negative_duration_is_refused_for_its_sign(flags: dict[str, str], problem: str) -> None:
+    # Before: "'-1s' is not a duration", as if the spelling were wrong.
+    with pytest.raises(ConfigError) as caught:
+        load(flags, KEY)
+    assert str(caught.value) == problem
 
 
 @pytest.mark.parametrize(
