@@ -58,7 +58,8 @@ class KeyFacts:
 
 
 def facts_after(previous: KeyFacts | None, result: Result) -> KeyFacts | None:
-    """A well-formed 200 says everything; a 503 KILL_SWITCH only the switch; the rest nothing."""
+    """A well-formed 200 says everything; a malformed or cut-short 200, or a 503 KILL_SWITCH,
+    only the switches it states; the rest nothing."""
     whoami = result.whoami
     if whoami is not None:
         return KeyFacts(
@@ -68,8 +69,12 @@ def facts_after(previous: KeyFacts | None, result: Result) -> KeyFacts | None:
             kill_switch=whoami.kill_switch,
             access_revoked=whoami.api_access_revoked,
         )
-    if previous is not None and result.kill_switch is not None:
-        return replace(previous, kill_switch=result.kill_switch)
+    if previous is None:
+        return None
+    if result.kill_switch is not None:
+        previous = replace(previous, kill_switch=result.kill_switch)
+    if result.access_revoked is not None:
+        previous = replace(previous, access_revoked=result.access_revoked)
     return previous
 
 

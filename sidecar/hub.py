@@ -33,14 +33,15 @@ from .cache import (
     ttl_for,
 )
 from .hubmetrics import HubMetrics
-from .outcome import Answer, Failure, Outcome, classify
+from .outcome import Answer, Failure, Outcome, Result, classify
 from .settings import AuthScheme, Secret, Settings
 from .whoami import client_session, fetch
 
 Log = structlog.typing.FilteringBoundLogger
 
 # The upstream's body is passed on unchanged, so it is read whole, up to the most a sidecar
-# reads when it looks for a stated switch; past that the hub answers 502 instead.
+# reads when it looks for a stated switch; past that the hub answers 502 instead, unless the
+# part it read states a switch (see `stored`).
 MAX_PASSED_BODY: Final = 1024 * 1024
 # A key nobody asked for in this long is forgotten, and its per-key gauges with it.
 FORGET_AFTER: Final = 600.0
@@ -77,8 +78,20 @@ def hub_error(status: int, code: str, message: str, **headers: str) -> Stored:
     )
 
 
-def stored(answer: Answer) -> Stored:
-    """What callers receive for one upstream attempt."""
+# What a stated switch makes the hub pass on even from an answer it could not read whole.
+_STATED: Final = frozenset({Outcome.KILL_SWITCH, Outcome.ACCESS_REVOKED})
+
+
+def stored(answer: Answer, result: Result) -> Stored:
+    """What callers receive for one upstream attempt.
+
+    A switch the upstream stated wins here as it does going direct: an answer over 1 MiB, or cut
+    short by a stall or a reset, passes on with its status and the part of the body that was read
+    (at most MAX_PASSED_BODY), so the sidecar finds the same switch and stops, not a 502 or 504
+    it would ride out as transient.
+    """
+    if result.outcome in _STATED and answer.status is not None:
+        return Stored(answer.status, answer.body[:MAX_PASSED_BODY], tuple(answer.headers.items()))
     if answer.failure is Failure.TIMEOUT:
         return hub_error(504, "UPSTREAM_TIMEOUT", "The Layers API did not answer in time.")
     if answer.failure is not None or answer.status is None:
@@ -204,7 +217,7 @@ class Hub:
         facts = facts_after(previous.facts if previous else None, result)
         entry = Entry(
             tag=tag,
-            answer=stored(answer),
+            answer=stored(answer, result),
             fetched_at=now,
             expires_at=now + ttl_for(result, ttl=self.settings.ttl),
             facts=facts,

@@ -26,12 +26,13 @@ from tests.hostile import (
     good,
     hostile,
     leaks,
+    members,
     readyz,
     response,
     wait_event,
     wait_verdict,
 )
-from tests.support import FAKE_KEY, FAKE_SECRET, Process, hub, sidecar, wait_for
+from tests.support import FAKE_KEY, FAKE_SECRET, Process, hub, sample, sidecar, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -177,11 +178,6 @@ def test_an_answer_with_a_hundred_thousand_header_lines_is_refused(tmp_path: Pat
 # Through the hub: a switch stated in the first MiB of a longer body is still a hard stop.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub finding, not fixed here: the hub answers 502 UPSTREAM_UNAVAILABLE for any body "
-    "over 1 MiB, so a switch stated in its first MiB reaches the sidecar as a transient 502",
-)
 def test_through_the_hub_a_switch_stated_in_a_body_over_1mib_is_still_a_hard_stop(
     tmp_path: Path,
 ) -> None:
@@ -314,3 +310,51 @@ def test_a_switch_stated_before_the_body_is_cut_short_still_wins(
         wait_verdict(sc, 200, "ok")
         upstream.hold_open = hold
         stated_then_cleared(sc, upstream, reply, reason)
+
+
+@pytest.mark.parametrize(("reply", "hold", "reason"), CUT_SHORT)
+def test_through_the_hub_a_switch_stated_before_the_body_is_cut_short_still_wins(
+    reply: bytes, hold: float, reason: str, tmp_path: Path
+) -> None:
+    """The same cut bodies through a hub: it passes on the status and the part it read, not a
+    504 or 502 the sidecar would ride out as transient; its per-key gauge shows the switch."""
+    with (
+        hostile(good()) as upstream,
+        # Under the sidecar's 1 s, so that the hub's answer, not the sidecar's own timeout, lands.
+        hub(tmp_path, upstream.url, "--ttl", "200ms", "--timeout", "500ms") as front,
+        sidecar(tmp_path, front.url, *FAST) as sc,
+    ):
+        wait_verdict(sc, 200, "ok")
+        upstream.hold_open = hold
+        mark = len(sc.log_events())
+        upstream.set(reply)
+        wait_verdict(sc, 503, f"not ready: {reason}")
+        wait_event(sc, "not ready", after=mark, level="error", reason=reason)
+        gauge = (
+            "layers_hub_kill_switch" if reason == "kill_switch" else "layers_hub_api_access_revoked"
+        )
+        assert sample(front.get("/metrics").body, gauge, api_key_id=GOOD["apiKeyId"]) == 1
+        upstream.set(good())
+        wait_verdict(sc, 200, "ok")
+        assert_alive(sc)
+
+
+def test_through_the_hub_a_revocation_stated_in_a_malformed_200_shows_in_its_gauge(
+    tmp_path: Path,
+) -> None:
+    """A 200 that states apiAccessRevoked but lacks other fields stops the sidecar, and the
+    hub's per-key gauge says so, as it does for the kill switch."""
+    with (
+        hostile(good()) as upstream,
+        hub(tmp_path, upstream.url, "--ttl", "200ms") as front,
+        sidecar(tmp_path, front.url, *FAST) as sc,
+    ):
+        wait_verdict(sc, 200, "ok")
+        labels = {"api_key_id": GOOD["apiKeyId"], "organization_id": GOOD["organizationId"]}
+        assert sample(front.get("/metrics").body, "layers_hub_api_access_revoked", **labels) == 0
+        upstream.set(response(200, members(("apiAccessRevoked", True))))
+        wait_verdict(sc, 503, "not ready: access_revoked")
+        metrics = front.get("/metrics").body
+        assert sample(metrics, "layers_hub_api_access_revoked", **labels) == 1
+        assert sample(metrics, "layers_hub_kill_switch", **labels) == 0
+        assert sample(metrics, "layers_hub_credit_balance", **labels) == GOOD["creditBalance"]

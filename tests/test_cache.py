@@ -83,6 +83,16 @@ def test_a_503_kill_switch_changes_only_the_switch() -> None:
     assert facts_after(None, result) is None  # no public labels known yet: no series
 
 
+def test_a_malformed_200_changes_only_the_switches_it_states() -> None:
+    revoked = Result(Outcome.ACCESS_REVOKED, status=200, access_revoked=True)
+    facts = facts_after(FACTS, revoked)
+    assert facts is not None
+    assert (facts.access_revoked, facts.kill_switch, facts.credit_balance) == (True, False, 2540)
+    killed = facts_after(facts, Result(Outcome.KILL_SWITCH, status=200, kill_switch=True))
+    assert killed is not None
+    assert (killed.access_revoked, killed.kill_switch) == (True, True)
+
+
 @pytest.mark.parametrize("outcome", [Outcome.UNAUTHENTICATED, Outcome.TIMEOUT])
 def test_other_answers_leave_the_facts_as_they_were(outcome: Outcome) -> None:
     assert facts_after(FACTS, Result(outcome)) is FACTS

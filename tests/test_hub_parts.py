@@ -9,7 +9,7 @@ import pytest
 
 from sidecar.hub import MAX_PASSED_BODY, passed, stored
 from sidecar.hubserver import presented_key
-from sidecar.outcome import Answer, Failure
+from sidecar.outcome import Answer, Failure, classify
 from sidecar.settings import AuthScheme
 from tests.support import FAKE_KEY, OTHER_KEY
 
@@ -80,7 +80,7 @@ def test_only_the_headers_a_sidecar_reads_pass() -> None:
     ],
 )
 def test_a_failed_call_becomes_the_hubs_own_error(answer: Answer, status: int, code: str) -> None:
-    result = stored(answer)
+    result = stored(answer, classify(answer, 0.0))
     assert (result.status, result.hub_error) == (status, True)
     error = json.loads(result.body)["error"]
     assert error["code"] == code
@@ -89,6 +89,35 @@ def test_a_failed_call_becomes_the_hubs_own_error(answer: Answer, status: int, c
 
 def test_an_upstream_answer_passes_unchanged() -> None:
     body = b'{"error": {"code": "INTERNAL"}}'
-    result = stored(Answer(status=500, body=body, headers={"X-Request-Id": "req_1"}))
+    answer = Answer(status=500, body=body, headers={"X-Request-Id": "req_1"})
+    result = stored(answer, classify(answer, 0.0))
     assert (result.status, result.body, result.hub_error) == (500, body, False)
     assert result.headers == (("X-Request-Id", "req_1"),)
+
+
+STATED = b'{"killSwitch": true, "padding": "'
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(
+            Answer(status=200, body=STATED + b"x" * MAX_PASSED_BODY, too_large=True),
+            id="over-1mib",
+        ),
+        pytest.param(Answer(status=200, body=STATED, failure=Failure.TIMEOUT), id="200-stall"),
+        pytest.param(Answer(status=200, body=STATED, failure=Failure.NETWORK), id="200-reset"),
+        pytest.param(
+            Answer(
+                status=503, body=b'{"error": {"code": "KILL_SWITCH", "mes', failure=Failure.NETWORK
+            ),
+            id="503-reset",
+        ),
+    ],
+)
+def test_a_stated_switch_passes_on_with_the_part_that_was_read(answer: Answer) -> None:
+    result = stored(answer, classify(answer, 0.0))
+    assert (result.status, result.hub_error) == (answer.status, False)
+    assert result.body == answer.body[:MAX_PASSED_BODY]
+    # What the sidecar makes of it: the same hard stop as going direct.
+    assert classify(Answer(status=result.status, body=result.body), 0.0).outcome.hard_stop
