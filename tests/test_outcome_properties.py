@@ -227,7 +227,10 @@ def test_only_malformed_bodies_from_the_start_stay_starting(answers: list[Answer
     state = State()
     for step, answer in enumerate(answers):
         state = advance(state, classify(answer, NOW), Instant(NOW + step, step), min_credits=None)
-        assert verdict(state, step, stale_after=90) == STARTING
+        now = verdict(state, step, stale_after=90)
+        assert (now.ready, now.reason) == (False, STARTING.reason)
+        # Not "no answer yet": what the failed polls were.
+        assert now.detail.startswith(f"no good answer yet: {step + 1} failed poll")
     assert state.whoami is None
     assert state.consecutive_failures == len(answers)
 
