@@ -128,6 +128,12 @@ def _joined(argv: Sequence[str]) -> list[str]:
     return joined
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    from .settings import COMMANDS
+
+    return next((arg for arg in argv if arg in COMMANDS), None)
+
+
 def _run(command: str, settings: Settings) -> int:
     import asyncio
 
@@ -156,7 +162,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     from .settings import COMMANDS, ConfigError, load_command
 
     argv = _joined(sys.argv[1:] if argv is None else argv)
-    args = build_parser(command=next((a for a in argv if a in COMMANDS), None)).parse_args(argv)
+    args = build_parser(command=_command_of(argv)).parse_args(argv)
     environ = os.environ if environ is None else environ
     command: str = args.command
     flags = {name: getattr(args, name) for name in COMMANDS[command].options}
@@ -170,14 +176,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 
 def run() -> NoReturn:
-    """The command's entry point (`layers-sidecar`, `python -m sidecar`): `main`, then exit at
-    once. By then the command has closed all it opened (the client session, the listening
-    site, the ready-file) and its log lines are written; what `os._exit` skips is only the
-    interpreter tearing down every module one by one, about 50 ms of CPU that an init
-    container's `check` would otherwise pay on every pod start (measured by bench/boot.py)."""
+    """The command's entry point (`layers-sidecar`, `python -m sidecar`): `main`, then exit.
+
+    `check`, an init container's command, exits at once: by then it has closed all it opened
+    and its log lines are written; what `os._exit` skips is only the interpreter tearing down
+    every module one by one, about 50 ms of CPU on every pod start (measured by bench/boot.py).
+    The long-running commands exit the ordinary way, so that atexit handlers (a profiler,
+    coverage) still run."""
     import contextlib
 
     code = main()
+    if _command_of(_joined(sys.argv[1:])) != "check":
+        sys.exit(code)
     for stream in (sys.stdout, sys.stderr):
         # A closed pipe or stream: nothing more can be said.
         with contextlib.suppress(OSError, ValueError):

@@ -12,6 +12,7 @@ rather than a frozen event loop or a gigabyte in memory.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -70,9 +71,7 @@ class FileKey:
         except IsADirectoryError:
             raise KeyUnavailable(f"key file {self.path} is a directory") from None
         except OSError as error:
-            raise KeyUnavailable(
-                f"key file {self.path} cannot be read: {type(error).__name__}"
-            ) from None
+            raise KeyUnavailable(f"key file {self.path} cannot be read: {_why(error)}") from None
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
@@ -103,6 +102,15 @@ def _read_bounded(path: Path) -> bytes:
     if len(data) > MAX_KEY_FILE:  # it grew between fstat and read
         raise KeyUnavailable(f"key file {path} is too large for a key (at most {MAX_KEY_FILE})")
     return data
+
+
+def _why(error: OSError) -> str:
+    """What an OSError means for a key file, in words (`OSError` alone says nothing)."""
+    if error.errno == errno.ENXIO:  # what open() says of a socket
+        return "it is a socket (or a device with nothing behind it); mount the Secret as a file"
+    if error.errno == errno.ELOOP:
+        return "it is a symlink loop"
+    return error.strerror or type(error).__name__
 
 
 def _kind(mode: int) -> str:

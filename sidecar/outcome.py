@@ -35,7 +35,8 @@ class Failure(StrEnum):
 
 @dataclass(frozen=True)
 class Answer:
-    """What one whoami attempt produced: an HTTP answer, or a transport failure."""
+    """What one whoami attempt produced: an HTTP answer, or a transport failure. A failure
+    after the status line keeps the status and the part of the body that arrived."""
 
     status: int | None = None
     # At most SWITCH_SEARCH_LIMIT bytes; `too_large` when the upstream sent more than was read.
@@ -149,8 +150,11 @@ _DELAY_SECONDS: Final = re.compile(r"[0-9]{1,12}")
 # What a longer run of digits counts as: finite, so that it can still be logged as JSON.
 FOREVER: Final = 1e12
 _LONG_DIGITS: Final = re.compile(r"[0-9]{13,}")
-# RFC 9110 §5.6.7 IMF-fixdate, the one form a sender must generate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+# RFC 9110 §5.6.7: a recipient must accept all three HTTP-date forms. IMF-fixdate, the one a
+# sender must generate: `Sun, 06 Nov 1994 08:49:37 GMT`; the obsolete RFC 850 form:
+# `Sunday, 06-Nov-94 08:49:37 GMT`; and asctime's: `Sun Nov  6 08:49:37 1994`.
 _DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_LONG_DAYS: Final = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS: Final = (
     "Jan",
     "Feb",
@@ -165,22 +169,44 @@ _MONTHS: Final = (
     "Nov",
     "Dec",
 )
+_TIME: Final = r"(?P<h>[0-9]{2}):(?P<m>[0-9]{2}):(?P<s>[0-9]{2})"
 _IMF_FIXDATE: Final = re.compile(
-    r"(?P<day>[A-Z][a-z]{2}), (?P<dd>[0-9]{2}) (?P<mon>[A-Z][a-z]{2}) (?P<yyyy>[0-9]{4}) "
-    r"(?P<h>[0-9]{2}):(?P<m>[0-9]{2}):(?P<s>[0-9]{2}) GMT"
+    rf"(?P<day>[A-Z][a-z]{{2}}), (?P<dd>[0-9]{{2}}) (?P<mon>[A-Z][a-z]{{2}}) (?P<yyyy>[0-9]{{4}}) "
+    rf"{_TIME} GMT"
 )
+_RFC850: Final = re.compile(
+    rf"(?P<day>[A-Z][a-z]{{5,8}}), (?P<dd>[0-9]{{2}})-(?P<mon>[A-Z][a-z]{{2}})-(?P<yy>[0-9]{{2}}) "
+    rf"{_TIME} GMT"
+)
+_ASCTIME: Final = re.compile(
+    rf"(?P<day>[A-Z][a-z]{{2}}) (?P<mon>[A-Z][a-z]{{2}}) (?P<dd>[ 0-9][0-9]) {_TIME} "
+    r"(?P<yyyy>[0-9]{4})"
+)
+
 # X-RateLimit-Reset: seconds or a Unix time, with an optional fraction; nothing else.
 _RESET: Final = re.compile(r"[0-9]{1,16}(?:\.[0-9]{1,9})?")
 _COUNT: Final = _RESET
 
 
-def _http_date(text: str) -> float | None:
-    match = _IMF_FIXDATE.fullmatch(text)
-    if match is None or match["day"] not in _DAYS or match["mon"] not in _MONTHS:
+def _year(match: re.Match[str], now: float) -> int:
+    if match.groupdict().get("yyyy") is not None:
+        return int(match["yyyy"])
+    # RFC 850's two digits: the most recent such year not more than 50 years ahead (RFC 9110).
+    this_year = datetime.fromtimestamp(now, UTC).year
+    year = this_year - this_year % 100 + int(match["yy"])
+    return year - 100 if year > this_year + 50 else year
+
+
+def _http_date(text: str, now: float) -> float | None:
+    match = _IMF_FIXDATE.fullmatch(text) or _ASCTIME.fullmatch(text)
+    days: tuple[str, ...] = _DAYS
+    if match is None:
+        match, days = _RFC850.fullmatch(text), _LONG_DAYS
+    if match is None or match["day"] not in days or match["mon"] not in _MONTHS:
         return None
     try:
         moment = datetime(
-            int(match["yyyy"]),
+            _year(match, now),
             _MONTHS.index(match["mon"]) + 1,
             int(match["dd"]),
             int(match["h"]),
@@ -188,7 +214,7 @@ def _http_date(text: str) -> float | None:
             int(match["s"]),
             tzinfo=UTC,
         )
-    except ValueError:  # 31 Feb, hour 25, year 0
+    except (ValueError, OverflowError, OSError):  # 31 Feb, hour 25, year 0; `now` out of range
         return None
     return moment.timestamp()
 
@@ -205,7 +231,7 @@ def parse_retry_after(text: str | None, now: float) -> float | None:
         return float(text)
     if _LONG_DIGITS.fullmatch(text):
         return FOREVER
-    when = _http_date(text)
+    when = _http_date(text, now)
     return None if when is None else max(0.0, when - now)
 
 
@@ -480,7 +506,28 @@ def classify(answer: Answer, now: float, key: Secret | None = None) -> Result:
     upstream must not be able to echo into any string of the Result."""
     if answer.failure is not None:
         outcome = Outcome.TIMEOUT if answer.failure is Failure.TIMEOUT else Outcome.NETWORK_ERROR
-        return Result(outcome, detail=clean(answer.detail, key))
+        detail = clean(answer.detail, key)
+        # A switch stated before the body was cut (a stall, a reset) still wins.
+        stated = stated_switches(answer.body) if answer.body else Stated()
+        if answer.status == 200 and (stated.kill_switch or stated.access_revoked):
+            outcome = Outcome.KILL_SWITCH if stated.kill_switch else Outcome.ACCESS_REVOKED
+            name = "killSwitch" if stated.kill_switch else "apiAccessRevoked"
+            return Result(
+                outcome,
+                status=200,
+                kill_switch=stated.kill_switch or None,
+                access_revoked=stated.access_revoked or None,
+                detail=f"{name} is true (the body was cut: {detail})",
+            )
+        if answer.status == 503 and stated.kill_switch_error:
+            return Result(
+                Outcome.KILL_SWITCH,
+                status=503,
+                kill_switch=True,
+                error_code="KILL_SWITCH",
+                detail=f"HTTP 503 KILL_SWITCH (the body was cut: {detail})",
+            )
+        return Result(outcome, detail=detail)
 
     status = answer.status or 0
     headers = answer.headers

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from typing import Final
+from urllib.parse import quote
 
 from .settings import Secret
 
@@ -32,6 +33,7 @@ PLACEHOLDER: Final = "invalid"
 _UNSAFE: Final = re.compile(
     "[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
 )
+_PERCENT: Final = re.compile("%[0-9A-F]{2}")
 _LABEL_SAFE: Final = re.compile(r"[\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]*")
 
 
@@ -45,6 +47,16 @@ def secret_part(key: Secret) -> str:
     parts = value.split("_", 3)
     tail = parts[3] if len(parts) == 4 and parts[0] == "lp" else ""
     return tail if len(tail) >= MIN_FRAGMENT else value
+
+
+def _forms(secret: str) -> set[str]:
+    """The secret as it may be echoed: as is, and percent-encoded (upper- and lower-case hex).
+
+    A secret with `+`, `/` or `=` in it (base64) echoed inside a URL is `%2B`, `%2F`, `%3D`
+    between short runs, none of them MIN_FRAGMENT long: the plain form alone would miss it.
+    """
+    encoded = quote(secret, safe="")
+    return {secret, encoded, _PERCENT.sub(lambda m: m.group().lower(), encoded)}
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -64,13 +76,14 @@ def redact(text: str, key: Secret | None) -> str:
     # str.find per window: a few dozen scans in C, rather than a Python step per character.
     covered = bytearray(len(text))
     found = False
-    for i in range(len(secret) - MIN_FRAGMENT + 1):
-        window = secret[i : i + MIN_FRAGMENT]
-        start = text.find(window)
-        while start != -1:
-            covered[start : start + MIN_FRAGMENT] = b"\x01" * MIN_FRAGMENT
-            found = True
-            start = text.find(window, start + 1)
+    for form in _forms(secret):
+        for i in range(len(form) - MIN_FRAGMENT + 1):
+            window = form[i : i + MIN_FRAGMENT]
+            start = text.find(window)
+            while start != -1:
+                covered[start : start + MIN_FRAGMENT] = b"\x01" * MIN_FRAGMENT
+                found = True
+                start = text.find(window, start + 1)
     if not found:
         return text
     parts: list[str] = []
@@ -94,10 +107,12 @@ def clean(text: str, key: Secret | None, *, limit: int = DEFAULT_LIMIT) -> str:
 
     Escaped first: an escape such as `\\x0a` is made of printable characters and, next to
     others, could spell part of a key; a key has no control characters, so escaping never splits
-    a fragment of it. Only the first `limit + len(key) + MIN_FRAGMENT` characters are examined:
-    a fragment that reaches into the kept part lies wholly inside them, and the rest is never kept.
+    a fragment of it. Only the first `limit + 3 * len(key) + MIN_FRAGMENT` characters are
+    examined: a fragment (plain or percent-encoded) that reaches into the kept part lies wholly
+    inside them, and the rest is never kept.
     """
-    reach = limit + (len(key.reveal()) if key is not None else 0) + MIN_FRAGMENT
+    # Three characters per character of the key, for its percent-encoded form.
+    reach = limit + (3 * len(key.reveal()) if key is not None else 0) + MIN_FRAGMENT
     text = redact(escape(text[:reach]), key)
     return text if len(text) <= limit else text[: limit - len(CUT)] + CUT
 

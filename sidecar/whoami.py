@@ -59,10 +59,12 @@ def client_session(
     )
 
 
-async def read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+async def read_capped(
+    response: aiohttp.ClientResponse, limit: int, chunks: list[bytes] | None = None
+) -> tuple[bytes, bool]:
     """At most `limit` bytes of the body, and whether there was more; an 8 MiB answer must not
-    become 8 MiB of memory."""
-    chunks: list[bytes] = []
+    become 8 MiB of memory. `chunks` receives what has arrived so far, for a body cut short."""
+    chunks = [] if chunks is None else chunks
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):
         chunks.append(chunk)
@@ -100,11 +102,17 @@ async def fetch(
     """
     started = time.perf_counter()
     headers = {"Accept": "application/json", **auth_headers(key, scheme)}
+    # A body cut short (a timeout, a reset) may already have stated a switch: what arrived, and
+    # the status it came with, go with the failure for `classify` to look at.
+    status: int | None = None
+    received: list[bytes] = []
+    limit = 0
     try:
         async with asyncio.timeout(timeout):
             async with session.get(url, headers=headers, allow_redirects=False) as response:
+                status = response.status
                 limit = body_limit(response.status) if max_body is None else max_body
-                body, too_large = await read_capped(response, limit)
+                body, too_large = await read_capped(response, limit, received)
                 kept: Mapping[str, str] = {
                     name: response.headers[name]
                     for name in KEPT_HEADERS
@@ -123,6 +131,8 @@ async def fetch(
                 )
     except TimeoutError:
         return Answer(
+            status=status,
+            body=b"".join(received)[:limit],
             failure=Failure.TIMEOUT,
             detail=f"no answer within {timeout:g}s",
             elapsed=time.perf_counter() - started,
@@ -130,5 +140,9 @@ async def fetch(
     except (aiohttp.ClientError, ssl.SSLError, OSError, ValueError) as error:
         # ValueError: aiohttp refuses a malformed URL or header before sending anything.
         return Answer(
-            failure=Failure.NETWORK, detail=_describe(error), elapsed=time.perf_counter() - started
+            status=status,
+            body=b"".join(received)[:limit],
+            failure=Failure.NETWORK,
+            detail=_describe(error),
+            elapsed=time.perf_counter() - started,
         )

@@ -41,6 +41,7 @@ KINDS: Final = {
     "test_faults": "e2e",
     "test_hostile": "e2e",
     "test_adversary": "e2e",
+    "test_adversary_properties": "inprocess",
     "test_hub": "e2e",
     "test_image": "e2e",  # and `image` (in the module): `pytest -m image` runs the image alone
     "test_lifecycle": "e2e",

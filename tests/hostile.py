@@ -67,6 +67,8 @@ class Hostile:
     url: str = ""
     reply: Reply = b""
     requests: list[Request] = field(default_factory=list)
+    # Seconds to keep each connection open after the reply is written: a body that stalls.
+    hold_open: float = 0.0
 
     def set(self, reply: Reply) -> int:
         """Answers every later request with `reply`; returns how many requests came before."""
@@ -90,6 +92,10 @@ class Hostile:
         with suppress(ConnectionError):
             writer.write(data)
             await writer.drain()
+        if self.hold_open:
+            with suppress(ConnectionError, asyncio.IncompleteReadError):
+                async with asyncio.timeout(self.hold_open):
+                    await reader.read()  # until the client gives up, or hold_open passes
         writer.close()
         with suppress(ConnectionError):
             await writer.wait_closed()

@@ -16,6 +16,14 @@ Substituted, and nothing else, because a test machine is not a pod:
 - LAYERS_SIDECAR_LISTEN -> 127.0.0.1 and a free port, since 0.0.0.0:8080 may be taken on a CI
   machine; the test first asserts that every probe's declared port resolves to the declared
   listen port, then calls the probe path on the substituted port.
+Fleet mode (the hub, and the containers wired to it) adds:
+- the hub container runs as written too, with its LAYERS_API_URL -> the emulator;
+- a wired container's LAYERS_API_URL -> that local hub (it must have named the hub's Service,
+  whose targetPort must lead to the hub's listen port), and LAYERS_FALLBACK_API_URL -> the
+  emulator (it must have said the real API);
+- with HTTPS, LAYERS_HUB_TLS_CERT_FILE / _KEY_FILE (which must be in a mounted Secret) and a
+  wired container's SSL_CERT_FILE (in a mounted ConfigMap) -> a self-signed certificate made for
+  the Service's name and 127.0.0.1.
 Not reproduced: the uid, the read-only root filesystem and the dropped capabilities (the
 Dockerfile tests and the schema checks cover those).
 """
@@ -27,23 +35,29 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.dockerfile import DOCKERFILE, parse
 from tests.k8s import (
     CHART_DIR,
     DEPLOY_DIR,
     Obj,
+    all_containers,
     container,
     container_env,
     kustomize,
+    pod_labels,
     pod_spec,
     render_chart,
     resolve_port,
     secret_file,
     secret_value,
+    selects,
 )
 from tests.support import (
     FAKE_KEY,
@@ -58,6 +72,7 @@ from tests.support import (
     start,
     wait_for,
 )
+from tests.tools import tool
 
 pytestmark = pytest.mark.e2e
 
@@ -132,6 +147,24 @@ def image() -> Image:
 # --- running a container as written -------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Tls:
+    """A certificate and key standing for the hub's TLS Secret; the certificate also stands
+    for the CA bundle the wired containers trust (it is self-signed)."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class Hub:
+    """A hub a wired container must call: the URL its manifest names, and the local one."""
+
+    declared_url: str
+    url: str
+    tls: Tls | None = None
+
+
 @dataclass
 class Prepared:
     args: list[str]  # after `layers-sidecar`
@@ -141,7 +174,19 @@ class Prepared:
     substituted: dict[str, tuple[str, str]]
 
 
-def prepare(manifest: Manifest, c: Obj, *, api_url: str, tmp: Path) -> Prepared:
+def prepare(
+    manifest: Manifest,
+    c: Obj,
+    *,
+    api_url: str,
+    tmp: Path,
+    hub: Hub | None = None,
+    tls: Tls | None = None,
+) -> Prepared:
+    """`c` ready to start: `api_url` stands for the real API; with `hub`, a wired container's
+    LAYERS_API_URL must be that hub's Service URL and is replaced by the local hub's. `tls` (or
+    `hub.tls`) stands for the files the manifest mounts for HTTPS."""
+    tls = tls or (hub.tls if hub else None)
     img = image()
     # Kubernetes: `command` replaces ENTRYPOINT (and drops CMD); `args` replaces CMD.
     argv = list(c.get("command") or img.entrypoint) + list(
@@ -150,12 +195,41 @@ def prepare(manifest: Manifest, c: Obj, *, api_url: str, tmp: Path) -> Prepared:
     assert argv[0] == "layers-sidecar", f"{c['name']} runs {argv[0]!r}, not the program"
     env = clean_env(**img.env)
     # The key must come from a file: container_env refuses values from Secrets.
-    env.update(container_env(manifest.objects, c))
+    written = container_env(manifest.objects, c)
+    env.update(written)
     substituted: dict[str, tuple[str, str]] = {}
 
-    assert env.get("LAYERS_API_URL") == REAL_API
-    substituted["LAYERS_API_URL"] = (env["LAYERS_API_URL"], api_url)
-    env["LAYERS_API_URL"] = api_url
+    if "LAYERS_FALLBACK_API_URL" in env:  # fleet mode: the hub first, the real API as fallback
+        assert hub is not None, f"{c['name']} is wired to a hub this test did not start"
+        assert env["LAYERS_API_URL"] == hub.declared_url
+        assert env["LAYERS_FALLBACK_API_URL"] == REAL_API
+        for name, value in (("LAYERS_API_URL", hub.url), ("LAYERS_FALLBACK_API_URL", api_url)):
+            substituted[name] = (env[name], value)
+            env[name] = value
+    else:
+        assert env.get("LAYERS_API_URL") == REAL_API
+        substituted["LAYERS_API_URL"] = (env["LAYERS_API_URL"], api_url)
+        env["LAYERS_API_URL"] = api_url
+
+    # HTTPS in fleet mode: the hub's certificate and key from a mounted Secret, and the CA
+    # bundle a wired container trusts from a mounted ConfigMap, each replaced by a local file.
+    for name, kind in (
+        ("LAYERS_HUB_TLS_CERT_FILE", "secret"),
+        ("LAYERS_HUB_TLS_KEY_FILE", "secret"),
+        ("SSL_CERT_FILE", "configMap"),
+    ):
+        if name not in written:  # (this machine's own SSL_CERT_FILE, if any, stays)
+            continue
+        assert tls is not None, f"{c['name']} needs TLS files this test did not make"
+        assert mounted_from(manifest.spec, c, env[name]) == kind, f"{c['name']}: {name}"
+        local_file = tls.key if name == "LAYERS_HUB_TLS_KEY_FILE" else tls.cert
+        substituted[name] = (env[name], str(local_file))
+        env[name] = str(local_file)
+
+    if argv[1:] == ["hub"]:
+        # The hub holds no key: each caller's passes through it.
+        assert not {"LAYERS_API_KEY", "LAYERS_API_KEY_FILE"} & set(env)
+        return listening(Prepared(argv[1:], env, None, None, substituted))
 
     key_path = env["LAYERS_API_KEY_FILE"]
     found = secret_file(manifest.objects, manifest.spec, c, key_path)
@@ -168,19 +242,45 @@ def prepare(manifest: Manifest, c: Obj, *, api_url: str, tmp: Path) -> Prepared:
     substituted["LAYERS_API_KEY_FILE"] = (key_path, str(local))
     env["LAYERS_API_KEY_FILE"] = str(local)
 
-    declared_port = port = None
-    if argv[1:] == ["serve"]:
-        listen = env["LAYERS_SIDECAR_LISTEN"]
-        host, _, declared = listen.rpartition(":")
-        assert host == "0.0.0.0", "in a pod the probes come from the kubelet, not loopback"
-        declared_port, port = int(declared), free_port()
-        env["LAYERS_SIDECAR_LISTEN"] = f"127.0.0.1:{port}"
-        substituted["LAYERS_SIDECAR_LISTEN"] = (listen, env["LAYERS_SIDECAR_LISTEN"])
-    return Prepared(argv[1:], env, declared_port, port, substituted)
+    prepared = Prepared(argv[1:], env, None, None, substituted)
+    return listening(prepared) if argv[1:] == ["serve"] else prepared
 
 
-def run_check(manifest: Manifest, api_url: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    prepared = prepare(manifest, container(manifest.spec, CHECK), api_url=api_url, tmp=tmp)
+def mounted_from(spec: Obj, c: Obj, path: str) -> str | None:
+    """The kind of volume ("secret", "configMap", ...) that shows the file `path` inside `c`,
+    read-only and as a directory (a subPath never sees an update), or None."""
+    for mount in c.get("volumeMounts") or []:
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if not path.startswith(prefix):
+            continue
+        assert mount.get("readOnly") is True, f"{c['name']}: {mount['name']} is writable"
+        assert "subPath" not in mount, f"{c['name']}: {mount['name']} is a subPath"
+        (volume,) = [v for v in spec.get("volumes") or [] if v["name"] == mount["name"]]
+        (kind,) = [k for k in volume if k != "name"]
+        items = volume[kind].get("items")
+        relative = path[len(prefix) :]
+        assert items is None or relative in {i["path"] for i in items}, f"{path} not projected"
+        return str(kind)
+    return None
+
+
+def listening(prepared: Prepared) -> Prepared:
+    """LAYERS_SIDECAR_LISTEN moved to loopback and a free port."""
+    env = prepared.env
+    listen = env["LAYERS_SIDECAR_LISTEN"]
+    host, _, declared = listen.rpartition(":")
+    assert host == "0.0.0.0", "in a pod the probes come from the kubelet, not loopback"
+    prepared.declared_port, prepared.port = int(declared), free_port()
+    env["LAYERS_SIDECAR_LISTEN"] = f"127.0.0.1:{prepared.port}"
+    prepared.substituted["LAYERS_SIDECAR_LISTEN"] = (listen, env["LAYERS_SIDECAR_LISTEN"])
+    return prepared
+
+
+def run_check(
+    manifest: Manifest, api_url: str, tmp: Path, hub: Hub | None = None
+) -> subprocess.CompletedProcess[str]:
+    c = container(manifest.spec, CHECK)
+    prepared = prepare(manifest, c, api_url=api_url, tmp=tmp, hub=hub)
     assert prepared.args == ["check"]
     return subprocess.run(
         command(*prepared.args),
@@ -206,10 +306,14 @@ class Running:
         declared = resolve_port(c, get["port"])
         # The probe must reach the sidecar: its port is the one the sidecar was told to use.
         assert declared == self.prepared.declared_port, f"{c['name']}.{which} asks port {declared}"
-        assert get.get("scheme", "HTTP") == "HTTP"
+        # HTTPS where the program serves it (the hub with TLS): the kubelet then skips
+        # verification, this test verifies against the certificate it made.
+        scheme = get.get("scheme", "HTTP")
+        serves_tls = "LAYERS_HUB_TLS_CERT_FILE" in self.prepared.env
+        assert scheme == ("HTTPS" if serves_tls else "HTTP"), f"{c['name']}.{which}: {scheme}"
         reply = http(
             "GET",
-            f"http://127.0.0.1:{self.prepared.port}{get['path']}",
+            f"{scheme.lower()}://127.0.0.1:{self.prepared.port}{get['path']}",
             headers={"User-Agent": "kube-probe/1.29", "Accept": "*/*"},
             timeout=float(probe.get("timeoutSeconds", 1)),
         )
@@ -222,13 +326,17 @@ class Running:
         return self.probe(self.container, which)
 
 
+class RunServe(Protocol):
+    def __call__(self, manifest: Manifest, api_url: str, hub: Hub | None = None) -> Running: ...
+
+
 @pytest.fixture
-def run_serve(tmp_path: Path) -> Iterator[Callable[[Manifest, str], Running]]:
+def run_serve(tmp_path: Path) -> Iterator[RunServe]:
     started: list[Process] = []
 
-    def run(manifest: Manifest, api_url: str) -> Running:
+    def run(manifest: Manifest, api_url: str, hub: Hub | None = None) -> Running:
         c = container(manifest.spec, SERVE)
-        prepared = prepare(manifest, c, api_url=api_url, tmp=tmp_path)
+        prepared = prepare(manifest, c, api_url=api_url, tmp=tmp_path, hub=hub)
         process = start(
             prepared.args,
             env=prepared.env,
@@ -290,7 +398,7 @@ def test_sidecar_probes_pass_with_a_healthy_key(
     manifests: dict[str, Manifest],
     source: str,
     tmp_path: Path,
-    run_serve: Callable[[Manifest, str], Running],
+    run_serve: RunServe,
 ) -> None:
     with emulator(tmp_path) as em:
         running = run_serve(manifests[source], em.url)
@@ -319,7 +427,7 @@ def test_sidecar_probes_fail_while_the_kill_switch_is_on(
     manifests: dict[str, Manifest],
     source: str,
     tmp_path: Path,
-    run_serve: Callable[[Manifest, str], Running],
+    run_serve: RunServe,
 ) -> None:
     with emulator(tmp_path) as em:
         em.set(killSwitch=True)
@@ -352,34 +460,231 @@ def test_only_the_documented_settings_are_substituted(
         written = container_env(manifest.objects, c)
         changed = {k for k, v in written.items() if prepared.env.get(k) != v}
         assert changed == set(prepared.substituted)
-        allowed = {"LAYERS_API_URL", "LAYERS_API_KEY_FILE", "LAYERS_SIDECAR_LISTEN"}
+        allowed = {
+            "LAYERS_API_URL",
+            "LAYERS_FALLBACK_API_URL",
+            "LAYERS_API_KEY_FILE",
+            "LAYERS_SIDECAR_LISTEN",
+        }
         assert changed <= allowed
         assert {"LAYERS_API_URL", "LAYERS_API_KEY_FILE"} <= changed
         assert prepared.args == (c.get("args") or image().cmd)
 
 
-def test_example_job_runs_and_its_work_ends_the_sidecar(
-    tmp_path: Path, run_serve: Callable[[Manifest, str], Running]
-) -> None:
-    """The chart's example Job as written: `check` passes, the sidecar serves, the work's shell
-    script (run by this machine's /bin/sh and curl) waits for it, works, and ends it with
-    POST /quitquitquit; the sidecar exits 0 and so does the work, so the Job completes.
-    Substituted in the script as for the sidecar: its declared port for the port it listens on."""
-    objects = chart_objects("job-quitquitquit")
-    (job,) = [o for o in objects if o["kind"] == "Job"]
-    manifest = Manifest(objects, pod_spec(job))
-    with emulator(tmp_path) as em:
-        checked = run_check(manifest, em.url, tmp_path)
-        assert checked.returncode == EXIT_READY, checked.stderr
-        running = run_serve(manifest, em.url)
-        work = container(manifest.spec, "work")
-        shell, flag, script = work["command"]
-        declared = f"http://127.0.0.1:{running.prepared.declared_port}/"
-        assert declared in script
-        script = script.replace(declared, f"http://127.0.0.1:{running.prepared.port}/")
-        done = subprocess.run(
-            [shell, flag, script], capture_output=True, text=True, timeout=60, check=False
+# --- fleet mode: the hub and the sidecars wired to it --------------------------------------------
+
+HUB = "layers-readiness-hub"  # the hub container
+
+
+def chart_values(scenario: str, **overrides: Any) -> list[Obj]:
+    values = yaml.safe_load((CHART_DIR / "ci" / f"{scenario}-values.yaml").read_text()) or {}
+    values.update(overrides)
+    return [obj for objects in render_chart(values).values() for obj in objects]
+
+
+HUB_SOURCES: dict[str, Callable[[], list[Obj]]] = {
+    # The hub's own PodMonitor, NetworkPolicy and PDB beside it; the native sidecar wired to it.
+    "helm-hub": lambda: chart_objects("hub"),
+    # The init container `check` and the classic sidecar wired to it.
+    "helm-hub-classic": lambda: chart_values("hub", wiring={"mode": "classic"}),
+    "kustomize-hub": lambda: kustomize(DEPLOY_DIR / "examples" / "hub"),
+    # HTTPS: the hub's certificate from a Secret, the sidecars' CA bundle from a ConfigMap.
+    "helm-hub-tls": lambda: chart_objects("hub-tls"),
+}
+
+
+@dataclass
+class Fleet:
+    app: Manifest
+    hub: Manifest
+    declared_url: str  # the hub URL the wired containers are given
+    tls: Tls | None  # with HTTPS: a certificate for the declared host (and 127.0.0.1)
+
+    def hub_container(self) -> Obj:
+        return container(self.hub.spec, HUB)
+
+    def through(self, url: str) -> Hub:
+        """The hub a wired container calls: the declared one, at `url` here."""
+        return Hub(self.declared_url, url, self.tls)
+
+
+def self_signed(tmp: Path, host: str) -> Tls:
+    """A certificate for `host` as the sidecars name it, and for 127.0.0.1 where it runs here."""
+    tls = Tls(tmp / "tls.crt", tmp / "tls.key")
+    subprocess.run(
+        [
+            *(tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host},IP:127.0.0.1"),
+            *("-keyout", str(tls.key), "-out", str(tls.cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return tls
+
+
+def service_port(service: Obj, url: str) -> int | str:
+    """The Service's targetPort that `url` (http://NAME[.NAMESPACE.svc]:PORT) reaches."""
+    parts = urlsplit(url)
+    name, _, rest = (parts.hostname or "").partition(".")
+    assert name == service["metadata"]["name"], url
+    assert rest in ("", f"{service['metadata'].get('namespace')}.svc"), url
+    (port,) = [p for p in service["spec"]["ports"] if p["port"] == parts.port]
+    target: int | str = port["targetPort"]
+    return target
+
+
+@pytest.fixture(scope="module")
+def fleets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Fleet]:
+    built = {}
+    for name, build in HUB_SOURCES.items():
+        objects = build()
+        deployments = [o for o in objects if o["kind"] == "Deployment"]
+        (hub,) = [
+            d for d in deployments if any(c["name"] == HUB for _, c in all_containers(pod_spec(d)))
+        ]
+        (app,) = [d for d in deployments if d is not hub]
+        # The Service that selects the hub's pods is the one the wired containers must call.
+        (service,) = [
+            o
+            for o in objects
+            if o["kind"] == "Service"
+            and selects({"matchLabels": o["spec"]["selector"]}, pod_labels(hub))
+        ]
+        app_manifest = Manifest(objects, pod_spec(app))
+        declared = container_env(objects, container(app_manifest.spec, SERVE))["LAYERS_API_URL"]
+        hub_manifest = Manifest(objects, pod_spec(hub))
+        # ...and that Service leads to the port the hub listens on.
+        hub_c = container(hub_manifest.spec, HUB)
+        listen = container_env(objects, hub_c)["LAYERS_SIDECAR_LISTEN"]
+        assert resolve_port(hub_c, service_port(service, declared)) == int(listen.rsplit(":", 1)[1])
+        tls = None
+        if urlsplit(declared).scheme == "https":
+            tls = self_signed(tmp_path_factory.mktemp(name), urlsplit(declared).hostname or "")
+        built[name] = Fleet(app_manifest, hub_manifest, declared, tls)
+    return built
+
+
+@pytest.fixture
+def run_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[Fleet, str], Running]]:
+    """The hub container started as written, against `api_url` in place of the real API."""
+    started: list[Process] = []
+
+    def run(fleet: Fleet, api_url: str) -> Running:
+        c = fleet.hub_container()
+        prepared = prepare(fleet.hub, c, api_url=api_url, tmp=tmp_path, tls=fleet.tls)
+        assert prepared.args == ["hub"]
+        scheme = "http"
+        if fleet.tls:
+            scheme = "https"
+            monkeypatch.setenv("SSL_CERT_FILE", str(fleet.tls.cert))  # this test's own client
+        process = start(
+            prepared.args,
+            env=prepared.env,
+            tmp=tmp_path,
+            name=f"hub-{len(started)}",
+            url=f"{scheme}://127.0.0.1:{prepared.port}",
+            ready_path="/livez",
         )
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "reporting the day's numbers with a healthy key" in done.stdout
-        assert running.process.proc.wait(timeout=15) == 0, running.process.stderr
+        started.append(process)
+        return Running(process, c, prepared, c)
+
+    yield run
+    for process in started:
+        process.stop()
+
+
+def hub_counter(hub: Running, name: str, **labels: str) -> float:
+    """The value of one sample of the hub's /metrics, 0 when there is none."""
+    for family in text_string_to_metric_families(hub.process.get("/metrics").body):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+@pytest.mark.parametrize("source", sorted(HUB_SOURCES))
+def test_hub_probes_pass_and_the_sidecar_asks_through_it(
+    fleets: dict[str, Fleet],
+    source: str,
+    tmp_path: Path,
+    run_hub: Callable[[Fleet, str], Running],
+    run_serve: RunServe,
+) -> None:
+    fleet = fleets[source]
+    with emulator(tmp_path) as em:
+        hub = run_hub(fleet, em.url)
+        wait_for(lambda: hub.passes(hub.container, "readinessProbe"), timeout=15, what="hub ready")
+        assert hub.sidecar("livenessProbe") == 200
+        running = run_serve(fleet.app, em.url, fleet.through(hub.process.url))
+        c = running.container
+        which = "startupProbe" if "startupProbe" in c else "readinessProbe"
+        wait_for(lambda: running.passes(c, which), timeout=30, what="sidecar ready")
+        assert running.sidecar("readinessProbe") == 200
+        # The answer came through the hub: it called the upstream, with the pod's key.
+        assert hub_counter(hub, "layers_hub_upstream_requests_total", outcome="ok") >= 1
+        assert em.stats()["lastKeyId"] == "k1"
+    for process in (hub.process, running.process):
+        assert FAKE_SECRET not in process.stdout + process.stderr
+
+
+@pytest.mark.parametrize("source", sorted(HUB_SOURCES))
+def test_a_kill_switch_reaches_the_pod_through_the_hub(
+    fleets: dict[str, Fleet],
+    source: str,
+    tmp_path: Path,
+    run_hub: Callable[[Fleet, str], Running],
+    run_serve: RunServe,
+) -> None:
+    fleet = fleets[source]
+    with emulator(tmp_path) as em:
+        em.set(killSwitch=True)
+        hub = run_hub(fleet, em.url)
+        running = run_serve(fleet.app, em.url, fleet.through(hub.process.url))
+        wait_for(first_poll_done(em, running), timeout=15, what="the first poll")
+        assert running.process.get("/status").json()["lastOutcome"] == "kill_switch"
+        assert running.sidecar("readinessProbe") == 503
+        assert running.sidecar("livenessProbe") == 200
+        # One series for the key at the hub, whatever the number of pods.
+        assert "layers_hub_kill_switch{" in hub.process.get("/metrics").body
+        # The hub serves: its own probes say so, never what Layers answered.
+        assert hub.sidecar("readinessProbe") == 200
+
+
+@pytest.mark.parametrize("source", sorted(HUB_SOURCES))
+def test_a_dead_hub_does_not_stop_the_pod(
+    fleets: dict[str, Fleet], source: str, tmp_path: Path, run_serve: RunServe
+) -> None:
+    """Nothing listens at the hub's address: the same poll asks the fallback, the real API."""
+    fleet = fleets[source]
+    dead = fleet.through(f"http://127.0.0.1:{free_port()}")
+    with emulator(tmp_path) as em:
+        running = run_serve(fleet.app, em.url, dead)
+        c = running.container
+        which = "startupProbe" if "startupProbe" in c else "readinessProbe"
+        wait_for(lambda: running.passes(c, which), timeout=30, what="ready through the fallback")
+        assert running.process.get("/status").json()["lastOutcome"] == "ok"
+        assert em.stats()["lastKeyId"] == "k1"
+
+
+def test_init_check_exits_as_documented_through_the_hub(
+    fleets: dict[str, Fleet], tmp_path: Path, run_hub: Callable[[Fleet, str], Running]
+) -> None:
+    fleet = fleets["helm-hub-classic"]
+    with emulator(tmp_path) as em:
+        hub = run_hub(fleet, em.url)
+        through = fleet.through(hub.process.url)
+        healthy = run_check(fleet.app, em.url, tmp_path, through)
+        assert healthy.returncode == EXIT_READY, healthy.stderr
+        assert hub_counter(hub, "layers_hub_upstream_requests_total", outcome="ok") >= 1
+        em.set(killSwitch=True)
+        # A fresh hub: the first one may still serve its cached healthy answer for its TTL.
+        fresh = run_hub(fleet, em.url)
+        stopped = run_check(fleet.app, em.url, tmp_path, fleet.through(fresh.process.url))
+        assert stopped.returncode == EXIT_KILL_SWITCH, stopped.stderr
+        dead = fleet.through(f"http://127.0.0.1:{free_port()}")
+        em.reset()
+        assert run_check(fleet.app, em.url, tmp_path, dead).returncode == EXIT_READY

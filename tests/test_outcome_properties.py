@@ -228,8 +228,8 @@ def test_only_malformed_bodies_from_the_start_stay_starting(answers: list[Answer
     for step, answer in enumerate(answers):
         state = advance(state, classify(answer, NOW), Instant(NOW + step, step), min_credits=None)
         now = verdict(state, step, stale_after=90)
-        assert (now.ready, now.reason) == (False, STARTING.reason)
-        # Not "no answer yet": what the failed polls were.
+        # Still starting, and the detail names what the polls got instead of "no answer".
+        assert (now.ready, now.reason) == (STARTING.ready, STARTING.reason)
         assert now.detail.startswith(f"no good answer yet: {step + 1} failed poll")
     assert state.whoami is None
     assert state.consecutive_failures == len(answers)

@@ -26,7 +26,14 @@ from tests.monitoring import (
     load_dashboard,
     prometheus,
 )
-from tests.support import emulator, sidecar, wait_for
+from tests.support import (
+    clean_env,
+    emulator,
+    free_port,
+    sidecar,
+    start,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -171,7 +178,7 @@ def test_prometheus_scrapes_the_sidecar_and_sees_the_kill_switch(tmp_path: Path)
                 )
 
                 # every dashboard query runs, and has something to show for a healthy key (the
-                # hub's row only where a hub is scraped)
+                # hub's row where a hub runs: test_prometheus_sees_the_hub_once_per_key)
                 for where, expr in dashboard_queries(load_dashboard()):
                     if is_hub_panel(where):
                         assert isinstance(grafana_query(prom, expr), list), where
@@ -264,3 +271,70 @@ def test_a_missing_key_file_is_its_own_alert_not_an_egress_problem(tmp_path: Pat
             names = {a["labels"]["alertname"] for a in active_alerts(prom)}
             assert names == {"LayersApiKeyUnavailable"}, names
             assert upstream.whoami_requests() == 0, "nothing is sent without a key"
+
+
+def test_prometheus_sees_the_hub_once_per_key(tmp_path: Path) -> None:
+    """Fleet mode: two sidecars with one key ask a real `layers-sidecar hub`, which asks the
+    emulator. Prometheus scrapes all three: the dashboard's hub row has something to show, and a
+    kill switch raises LayersHubKillSwitchEngaged once, for the key, where the per-pod
+    LayersKillSwitchEngaged is raised once per sidecar."""
+    with emulator(tmp_path) as upstream:
+        upstream.set(creditBalance=4321.5)
+        port = free_port()
+        hub = start(
+            ["hub", "--listen", f"127.0.0.1:{port}", "--api-url", upstream.url, "--ttl", "1s"],
+            env=clean_env(),
+            tmp=tmp_path,
+            name="hub",
+            url=f"http://127.0.0.1:{port}",
+            ready_path="/livez",
+        )
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        try:
+            with (
+                sidecar(tmp_path / "a", hub.url, LAYERS_FALLBACK_API_URL=upstream.url) as first,
+                sidecar(tmp_path / "b", hub.url, LAYERS_FALLBACK_API_URL=upstream.url) as second,
+            ):
+                targets = [s.url.removeprefix("http://") for s in (first, second)]
+                config = e2e_config(*targets, hub=hub.url.removeprefix("http://"))
+                with prometheus(tmp_path, config) as prom:
+                    # the hub's row of the dashboard has something to show
+                    for where, expr in dashboard_queries(load_dashboard()):
+                        if is_hub_panel(where):
+                            wait_for(
+                                functools.partial(grafana_query, prom, expr),
+                                timeout=15,
+                                what=f"{where} to show something: {expr!r}",
+                            )
+                    (info,) = wait_for(
+                        lambda: query(prom, f'layers_whoami_info{{pod="{POD}"}}'),
+                        timeout=10,
+                        what="who the key is",
+                    )
+                    upstream.set(killSwitch=True)
+
+                    def by_name() -> dict[str, list[dict[str, Any]]] | None:
+                        found: dict[str, list[dict[str, Any]]] = {}
+                        for alert in active_alerts(prom):
+                            found.setdefault(alert["labels"]["alertname"], []).append(alert)
+                        ready = {"LayersKillSwitchEngaged", "LayersHubKillSwitchEngaged"}
+                        return (
+                            found
+                            if ready <= set(found)
+                            and len(found["LayersKillSwitchEngaged"]) == len(targets)
+                            else None
+                        )
+
+                    alerts = wait_for(by_name, timeout=20, what="the kill-switch alerts")
+                    (per_key,) = alerts["LayersHubKillSwitchEngaged"]
+                    assert per_key["labels"] == {
+                        "alertname": "LayersHubKillSwitchEngaged",
+                        "severity": "critical",
+                        "namespace": HUB_NAMESPACE,
+                        "api_key_id": info["metric"]["api_key_id"],
+                        "organization_id": info["metric"]["organization_id"],
+                    }
+                    assert set(alerts) == {"LayersKillSwitchEngaged", "LayersHubKillSwitchEngaged"}
+        finally:
+            hub.stop()
