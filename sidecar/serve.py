@@ -111,7 +111,7 @@ Try, in another terminal:
   curl -s -X POST {upstream}/_emulator/reset
 
 The emulator accepts any key shaped lp_<env>_<key_id>_<secret> (the demo uses one); point
-another sidecar at it with LAYERS_API_KEY=lp_test_k1_NOTaREALsecret --api-url {upstream}.
+another sidecar at it with LAYERS_API_KEY=lp_test_mykey_NOTaREALsecret --api-url {upstream}.
 
 Ctrl-C stops both.
 """

@@ -560,7 +560,7 @@ COMMANDS: Final = {
         "A local Layers API emulator: GET /v1/whoami with the upstream's fields, errors and "
         "headers, and a control API under /_emulator/ to change the scenario at run time. "
         "It accepts any key of the form lp_<env>_<key_id>_<secret> (letters and digits, e.g. "
-        "lp_test_k1_NOTaREALsecret), in X-Api-Key or Authorization: Bearer; any other key is "
+        "lp_test_mykey_NOTaREALsecret), in X-Api-Key or Authorization: Bearer; any other key is "
         '401 UNAUTHENTICATED "Malformed API key.".',
         _LOGS | {"emulator_listen", "scenario"},
         flags={"emulator_listen": "--listen"},
