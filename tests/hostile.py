@@ -17,8 +17,6 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support import Process, wait_for
-
 # The answer to one request: bytes, or a function of the request head that returns them.
 Reply = bytes | Callable[[bytes], bytes]
 
@@ -155,34 +153,6 @@ def members(*pairs: tuple[str, Any], pad: int = 0) -> bytes:
     if pad:
         parts.append(f'"padding": "{"x" * pad}"')
     return ("{" + ", ".join(parts) + "}").encode()
-
-
-def readyz(sc: Process) -> tuple[int, str]:
-    reply = sc.get("/readyz", timeout=5)
-    return reply.status, reply.body.strip()
-
-
-def wait_verdict(sc: Process, status: int, body: str, timeout: float = 15) -> None:
-    wait_for(lambda: readyz(sc) == (status, body), timeout=timeout, what=f"/readyz {body!r}")
-
-
-def wait_event(
-    sc: Process, event: str, *, after: int = 0, timeout: float = 15, **match: Any
-) -> dict[str, Any]:
-    """The first log line after index `after` with this event and these fields."""
-
-    def found() -> dict[str, Any] | None:
-        for line in sc.log_events()[after:]:
-            if line.get("event") == event and all(line.get(k) == v for k, v in match.items()):
-                return line
-        return None
-
-    return wait_for(found, timeout=timeout, what=f"log {event!r} {match}")
-
-
-def assert_alive(sc: Process) -> None:
-    assert sc.proc.poll() is None, sc.stderr
-    assert sc.get("/livez").status == 200
 
 
 def leaks(text: str, secret: str, shortest: int = 6) -> list[str]:

@@ -41,6 +41,7 @@ __all__ = [
     "FakeSource",
     "Process",
     "Reply",
+    "assert_alive",
     "clean_env",
     "command",
     "emulator",
@@ -50,10 +51,13 @@ __all__ = [
     "hub",
     "mount_secret",
     "ok",
+    "readyz",
     "sample",
     "sidecar",
     "start",
+    "wait_event",
     "wait_for",
+    "wait_verdict",
 ]
 
 FAKE_SECRET = "FAKEsecretFAKE"
@@ -125,3 +129,34 @@ def mount_secret(directory: Path, key: str, generation: int) -> None:
     entry = directory / "api-key"
     if not entry.is_symlink():
         entry.symlink_to("..data/api-key")
+
+
+# Waiting on a running sidecar: its verdict, a log line, that it is still alive.
+
+
+def readyz(sc: Process) -> tuple[int, str]:
+    reply = sc.get("/readyz", timeout=5)
+    return reply.status, reply.body.strip()
+
+
+def wait_verdict(sc: Process, status: int, body: str, timeout: float = 15) -> None:
+    wait_for(lambda: readyz(sc) == (status, body), timeout=timeout, what=f"/readyz {body!r}")
+
+
+def wait_event(
+    sc: Process, event: str, *, after: int = 0, timeout: float = 15, **match: Any
+) -> dict[str, Any]:
+    """The first log line after index `after` with this event and these fields."""
+
+    def found() -> dict[str, Any] | None:
+        for line in sc.log_events()[after:]:
+            if line.get("event") == event and all(line.get(k) == v for k, v in match.items()):
+                return line
+        return None
+
+    return wait_for(found, timeout=timeout, what=f"log {event!r} {match}")
+
+
+def assert_alive(sc: Process) -> None:
+    assert sc.proc.poll() is None, sc.stderr
+    assert sc.get("/livez").status == 200

@@ -22,17 +22,25 @@ import pytest
 
 from tests.hostile import (
     GOOD,
-    assert_alive,
     good,
     hostile,
     leaks,
     members,
-    readyz,
     response,
+)
+from tests.support import (
+    FAKE_KEY,
+    FAKE_SECRET,
+    Process,
+    assert_alive,
+    hub,
+    readyz,
+    sample,
+    sidecar,
     wait_event,
+    wait_for,
     wait_verdict,
 )
-from tests.support import FAKE_KEY, FAKE_SECRET, Process, hub, sample, sidecar, wait_for
 
 pytestmark = pytest.mark.faults
 

@@ -30,12 +30,16 @@ from tests.support import (
     FAKE_KEY,
     Emulator,
     Process,
+    assert_alive,
     clean_env,
     emulator,
     free_port,
+    readyz,
     sidecar,
     start,
+    wait_event,
     wait_for,
+    wait_verdict,
 )
 from tests.support import WHOAMI as GOOD_BODY
 
@@ -46,34 +50,6 @@ FAST = ("--interval", "200ms", "--timeout", "300ms", "--stale-after", "0")
 
 
 # Helpers: the verdict, the log, the process.
-
-
-def readyz(sc: Process) -> tuple[int, str]:
-    reply = sc.get("/readyz", timeout=2)
-    return reply.status, reply.body.strip()
-
-
-def wait_verdict(sc: Process, status: int, body: str, timeout: float = 10) -> None:
-    wait_for(lambda: readyz(sc) == (status, body), timeout=timeout, what=f"/readyz {body!r}")
-
-
-def wait_event(
-    sc: Process, event: str, *, after: int = 0, timeout: float = 10, **match: Any
-) -> Any:
-    """The first log line after index `after` with this event and these fields."""
-
-    def found() -> dict[str, Any] | None:
-        for line in sc.log_events()[after:]:
-            if line.get("event") == event and all(line.get(k) == v for k, v in match.items()):
-                return line
-        return None
-
-    return wait_for(found, timeout=timeout, what=f"log {event!r} {match}")
-
-
-def assert_alive(sc: Process) -> None:
-    assert sc.proc.poll() is None, sc.stderr
-    assert sc.get("/livez").status == 200
 
 
 def rss_mib(pid: int) -> float:

@@ -26,24 +26,24 @@ import pytest
 from tests.hostile import (
     GOOD,
     Hostile,
-    assert_alive,
     good,
     hostile,
     leaks,
     members,
-    readyz,
     response,
-    wait_event,
-    wait_verdict,
 )
 from tests.support import (
     FAKE_KEY,
     FAKE_SECRET,
     Process,
+    assert_alive,
     clean_env,
     command,
+    readyz,
     sidecar,
+    wait_event,
     wait_for,
+    wait_verdict,
 )
 
 pytestmark = pytest.mark.faults
