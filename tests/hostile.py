@@ -17,6 +17,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support import WHOAMI
+
 # The answer to one request: bytes, or a function of the request head that returns them.
 Reply = bytes | Callable[[bytes], bytes]
 
@@ -127,19 +129,8 @@ def hostile(reply: Reply = b"") -> Iterator[Hostile]:
         loop.close()
 
 
-# A healthy whoami body, and the sidecar helpers the hostile cases share.
-
-GOOD: dict[str, Any] = {
-    "organizationId": "2481fa5c-a404-44ed-a561-565392499abc",
-    "workspaceId": "2481fa5c-a404-44ed-a561-565392499abc",
-    "organizationName": "Acme Growth",
-    "scopes": [],
-    "rateLimitTier": "standard",
-    "killSwitch": False,
-    "apiAccessRevoked": False,
-    "apiKeyId": "c2037bb9-354d-4662-96b7-97a28ad6b6e1",
-    "creditBalance": 2540,
-}
+# The healthy whoami body the hostile cases start from.
+GOOD = WHOAMI
 
 
 def good(**changes: Any) -> bytes:

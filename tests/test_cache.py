@@ -16,18 +16,9 @@ from sidecar.cache import (
     facts_after,
     ttl_for,
 )
-from sidecar.outcome import Outcome, Result, Whoami
+from sidecar.outcome import Outcome, Result
+from tests.support import WHOAMI_PARSED as WHOAMI
 
-WHOAMI = Whoami(
-    organization_id="org-1",
-    workspace_id="ws-1",
-    organization_name="Acme Growth",
-    rate_limit_tier="standard",
-    kill_switch=False,
-    api_access_revoked=False,
-    api_key_id="key-1",
-    credit_balance=2540,
-)
 FACTS = KeyFacts("key-1", "org-1", 2540, kill_switch=False, access_revoked=False)
 
 
