@@ -19,7 +19,7 @@ async def constant(request: web.Request) -> web.Response:
 async def serve(host: str, port: int) -> None:
     app = web.Application()
     app.router.add_get("/", constant)
-    # The same runner settings as sidecar/server.py: no access log.
+    # The same runner settings as sidecar/runtime/server.py: no access log.
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -35,11 +35,12 @@ from typing import Any, Final
 import aiohttp
 import structlog
 
-from sidecar.keys import EnvKey
+from sidecar.agent.keys import EnvKey
+from sidecar.agent.poller import Poller
 from sidecar.outcome import Outcome
-from sidecar.poller import Poller
 from sidecar.readiness import Event
-from sidecar.settings import Secret, Settings
+from sidecar.secret import Secret
+from sidecar.settings import Settings
 from sidecar.testing import (
     Emulator,
     Process,

@@ -19,7 +19,7 @@ from typing import Any
 
 from sidecar.outcome import Answer, classify
 from sidecar.redact import clean
-from sidecar.settings import Secret
+from sidecar.secret import Secret
 from sidecar.testing import FAKE_KEY, emulator, sidecar, wait_for
 
 from .common import Plan, median, percentile, port_of, rss_mib

@@ -22,9 +22,9 @@ FLOORS = {
     "python": "",
     "import asyncio": "import asyncio",
     "import aiohttp": "import aiohttp",
-    "import sidecar.check": "import sidecar.check",
+    "import sidecar.agent.check": "import sidecar.agent.check",
     # What `serve` loads (the CLI module itself imports nothing until a command runs).
-    "import sidecar.serve": "import sidecar.serve",
+    "import sidecar.agent.serve": "import sidecar.agent.serve",
 }
 _RSS = "import re; print(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read())[1])"
 

@@ -1,7 +1,8 @@
 """The `layers-sidecar` command: serve, check, emulate, demo; flags ↔ variables; exit codes.
 
-Flags, variables, defaults and `--help` all come from the tables in `settings` (OPTIONS and
-COMMANDS); see there for how a command declares its options. Importing this module loads
+Flags, variables, defaults and `--help` all come from `settings.OPTIONS` (each setting declared
+once, as a field) and `commands.COMMANDS` (what each command takes and where its code is); see
+there for how a command plugs in. Importing this module loads
 nothing (not even argparse, which `main` loads): each command imports its own code when it
 runs, so the init container's `check` never pays for the HTTP server, prometheus-client or the
 emulator.
@@ -13,6 +14,7 @@ import os
 import sys
 
 from . import __version__
+from .exits import EXIT_CONFIG, EXIT_INTERRUPTED
 
 # Not `typing.TYPE_CHECKING`: importing typing alone costs more than this whole module (mypy
 # treats any name TYPE_CHECKING as true).
@@ -22,17 +24,14 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import NoReturn
 
-    from .settings import Command as CommandSpec
+    from .commands import Command as CommandSpec
     from .settings import Settings
-
-# settings.EXIT_CONFIG, written here too so that a usage error needs no import (tested equal).
-EXIT_CONFIG = 2
 
 
 def _emulate_epilog() -> str:
     from dataclasses import fields
 
-    from .scenario import FAILURES, Scenario
+    from .emulator.scenario import FAILURES, Scenario
 
     return (
         "Control API: GET|POST /_emulator/scenario (POST merges a JSON object), "
@@ -62,7 +61,8 @@ def build_parser(*, command: str | None = None) -> argparse.ArgumentParser:
     when `command` is emulate or not known yet."""
     import argparse
 
-    from .settings import COMMANDS, OPTIONS
+    from .commands import COMMANDS
+    from .settings import OPTIONS
 
     class Parser(argparse.ArgumentParser):
         """argparse, but a usage mistake is one line and exit code 2, like a bad value."""
@@ -109,7 +109,8 @@ def build_parser(*, command: str | None = None) -> argparse.ArgumentParser:
 def _joined(argv: Sequence[str]) -> list[str]:
     """`--interval -1s` → `--interval=-1s`, so that a value that looks like a flag reaches the
     value check (one line naming the setting) instead of argparse's "expected one argument"."""
-    from .settings import COMMANDS, OPTIONS
+    from .commands import COMMANDS
+    from .settings import OPTIONS
 
     takes_value = {
         spec.flag(name)
@@ -129,37 +130,28 @@ def _joined(argv: Sequence[str]) -> list[str]:
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
-    from .settings import COMMANDS
+    from .commands import COMMANDS
 
     return next((arg for arg in argv if arg in COMMANDS), None)
 
 
 def _run(command: str, settings: Settings) -> int:
     import asyncio
+    from importlib import import_module
 
+    from .commands import COMMANDS
     from .logs import setup_logging
 
     log = setup_logging(settings.log_format, settings.log_level)
-    if command == "check":
-        from .check import run_check
-
-        return asyncio.run(run_check(settings, log))
-    if command == "hub":
-        from .hubserver import run_hub
-
-        return asyncio.run(run_hub(settings, log))
-    from . import serve
-
-    if command == "serve":
-        return asyncio.run(serve.serve(settings, log))
-    if command == "emulate":
-        return asyncio.run(serve.emulate(settings, log))
-    return asyncio.run(serve.demo(settings, log))
+    module, _, function = COMMANDS[command].run.partition(":")
+    code: int = asyncio.run(getattr(import_module(module), function)(settings, log))
+    return code
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     # The settings table is imported when the command runs, not with this module.
-    from .settings import COMMANDS, ConfigError, load_command
+    from .commands import COMMANDS, load_command
+    from .settings import ConfigError
 
     argv = _joined(sys.argv[1:] if argv is None else argv)
     args = build_parser(command=_command_of(argv)).parse_args(argv)
@@ -172,7 +164,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"layers-sidecar {command}: {error}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def run() -> NoReturn:

@@ -8,7 +8,7 @@ from typing import Final
 
 import structlog
 
-from .settings import LogFormat, LogLevel
+from .values import LogFormat, LogLevel
 
 _LEVELS: Final = {
     LogLevel.DEBUG: logging.DEBUG,

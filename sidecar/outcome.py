@@ -8,24 +8,20 @@ every upstream string is redacted and escaped (`redact.clean`) before it leaves 
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from .bodies import ID_LIMIT, ErrorBody, Whoami, error_body, parse_whoami
+from .headers import parse_count, parse_reset, requested_wait
+from .jsonscan import Stated, stated_switches
 from .redact import clean
-from .settings import Secret
+from .secret import Secret
 
 # SPEC: bodies are read up to 1 MiB to find a stated switch, and used up to 64 KiB otherwise.
 BODY_LIMIT: Final = 64 * 1024
 SWITCH_SEARCH_LIMIT: Final = 1024 * 1024
-# How much of each upstream string is kept: identifiers, names and free text.
-ID_LIMIT: Final = 128
-NAME_LIMIT: Final = 256
 
 
 class Failure(StrEnum):
@@ -90,35 +86,6 @@ _TRANSIENT: Final = frozenset(
     }
 )
 
-# Reset values above this are Unix times; below, seconds from now.
-UNIX_TIME_FLOOR: Final = 1e9
-
-KNOWN_TIERS: Final = ("standard", "pilot", "partner", "internal")
-
-
-@dataclass(frozen=True)
-class Whoami:
-    organization_id: str
-    workspace_id: str
-    organization_name: str
-    rate_limit_tier: str
-    kill_switch: bool
-    api_access_revoked: bool
-    api_key_id: str
-    credit_balance: float
-
-
-_FIELDS: Final = {
-    "organizationId": str,
-    "workspaceId": str,
-    "organizationName": str,
-    "rateLimitTier": str,
-    "killSwitch": bool,
-    "apiAccessRevoked": bool,
-    "apiKeyId": str,
-    "creditBalance": float,
-}
-
 
 @dataclass(frozen=True)
 class Result:
@@ -140,363 +107,6 @@ class Result:
     rate_limit_limit: float | None = None
     rate_limit_remaining: float | None = None
     detail: str = ""
-
-
-# Headers: parsed strictly. A form the RFC does not allow is not guessed at.
-
-# RFC 9110 §10.2.3: delay-seconds is 1*DIGIT; no sign, no fraction, no `1_000`, no `1e12`.
-# Twelve digits is already 30,000 years: anything longer is clamped the same way, unparsed.
-_DELAY_SECONDS: Final = re.compile(r"[0-9]{1,12}")
-# What a longer run of digits counts as: finite, so that it can still be logged as JSON.
-FOREVER: Final = 1e12
-_LONG_DIGITS: Final = re.compile(r"[0-9]{13,}")
-# RFC 9110 §5.6.7: a recipient must accept all three HTTP-date forms. IMF-fixdate, the one a
-# sender must generate: `Sun, 06 Nov 1994 08:49:37 GMT`; the obsolete RFC 850 form:
-# `Sunday, 06-Nov-94 08:49:37 GMT`; and asctime's: `Sun Nov  6 08:49:37 1994`.
-_DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_LONG_DAYS: Final = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS: Final = (
-    "Jan",
-    "Feb",
-    "Mar",
-    "Apr",
-    "May",
-    "Jun",
-    "Jul",
-    "Aug",
-    "Sep",
-    "Oct",
-    "Nov",
-    "Dec",
-)
-_TIME: Final = r"(?P<h>[0-9]{2}):(?P<m>[0-9]{2}):(?P<s>[0-9]{2})"
-_IMF_FIXDATE: Final = re.compile(
-    rf"(?P<day>[A-Z][a-z]{{2}}), (?P<dd>[0-9]{{2}}) (?P<mon>[A-Z][a-z]{{2}}) (?P<yyyy>[0-9]{{4}}) "
-    rf"{_TIME} GMT"
-)
-_RFC850: Final = re.compile(
-    rf"(?P<day>[A-Z][a-z]{{5,8}}), (?P<dd>[0-9]{{2}})-(?P<mon>[A-Z][a-z]{{2}})-(?P<yy>[0-9]{{2}}) "
-    rf"{_TIME} GMT"
-)
-_ASCTIME: Final = re.compile(
-    rf"(?P<day>[A-Z][a-z]{{2}}) (?P<mon>[A-Z][a-z]{{2}}) (?P<dd>[ 0-9][0-9]) {_TIME} "
-    r"(?P<yyyy>[0-9]{4})"
-)
-
-# X-RateLimit-Reset: seconds or a Unix time, with an optional fraction; nothing else.
-_RESET: Final = re.compile(r"[0-9]{1,16}(?:\.[0-9]{1,9})?")
-_COUNT: Final = _RESET
-
-
-def _year(match: re.Match[str], now: float) -> int:
-    if match.groupdict().get("yyyy") is not None:
-        return int(match["yyyy"])
-    # RFC 850's two digits: the most recent such year not more than 50 years ahead (RFC 9110).
-    this_year = datetime.fromtimestamp(now, UTC).year
-    year = this_year - this_year % 100 + int(match["yy"])
-    return year - 100 if year > this_year + 50 else year
-
-
-def _http_date(text: str, now: float) -> float | None:
-    match = _IMF_FIXDATE.fullmatch(text) or _ASCTIME.fullmatch(text)
-    days: tuple[str, ...] = _DAYS
-    if match is None:
-        match, days = _RFC850.fullmatch(text), _LONG_DAYS
-    if match is None or match["day"] not in days or match["mon"] not in _MONTHS:
-        return None
-    try:
-        moment = datetime(
-            _year(match, now),
-            _MONTHS.index(match["mon"]) + 1,
-            int(match["dd"]),
-            int(match["h"]),
-            int(match["m"]),
-            int(match["s"]),
-            tzinfo=UTC,
-        )
-    except (ValueError, OverflowError, OSError):  # 31 Feb, hour 25, year 0; `now` out of range
-        return None
-    return moment.timestamp()
-
-
-def parse_retry_after(text: str | None, now: float) -> float | None:
-    """Seconds the upstream asks to wait, or None when the header is absent or does not parse.
-
-    The result may be 0 (a date in the past) or enormous (year 9999): `bounded` decides.
-    """
-    if text is None:
-        return None
-    text = text.strip(" \t")
-    if _DELAY_SECONDS.fullmatch(text):
-        return float(text)
-    if _LONG_DIGITS.fullmatch(text):
-        return FOREVER
-    when = _http_date(text, now)
-    return None if when is None else max(0.0, when - now)
-
-
-def parse_reset(text: str | None, now: float) -> float | None:
-    """X-RateLimit-Reset as seconds from now: above 10^9 a Unix time, otherwise a delay."""
-    if text is None:
-        return None
-    text = text.strip(" \t")
-    if not _RESET.fullmatch(text):
-        return None
-    value = float(text)
-    return max(0.0, value - now) if value > UNIX_TIME_FLOOR else value
-
-
-def requested_wait(headers: Mapping[str, str], now: float) -> tuple[float | None, bool]:
-    """What a 429 asks for: Retry-After, else X-RateLimit-Reset, else None; and whether a
-    header that was sent did not parse (then the normal back-off applies, not --interval)."""
-    unreadable = False
-    for name, parse in (("Retry-After", parse_retry_after), ("X-RateLimit-Reset", parse_reset)):
-        text = headers.get(name)
-        wait = parse(text, now)
-        if wait is not None:
-            return wait, False
-        unreadable = unreadable or text is not None
-    return None, unreadable
-
-
-def parse_count(text: str | None) -> float | None:
-    """X-RateLimit-Limit / -Remaining: a plain non-negative number, or None."""
-    if text is None:
-        return None
-    text = text.strip(" \t")
-    return float(text) if _COUNT.fullmatch(text) else None
-
-
-# Bodies.
-
-
-class _Ambiguous(ValueError):
-    pass
-
-
-def _canonical(value: object) -> str:
-    # `true` and `1` compare equal in Python; as JSON they are different statements.
-    return json.dumps(value, sort_keys=True, allow_nan=True)
-
-
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """object_pairs_hook: a name given twice with different values makes the body malformed."""
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result and _canonical(result[name]) != _canonical(value):
-            raise _Ambiguous(f"name {name!r} is given twice with different values")
-        result[name] = value
-    return result
-
-
-_STRICT: Final = json.JSONDecoder(object_pairs_hook=_strict_object)
-
-
-def _loads(body: bytes) -> Any:
-    """json.loads with duplicate names checked; raises ValueError or RecursionError."""
-    return _STRICT.decode(body.decode("utf-8"))
-
-
-_LENIENT: Final = json.JSONDecoder()
-# The C scanner behind json.loads: a JSON string starting after its opening quote.
-_scanstring: Final[Callable[[str, int], tuple[str, int]]] = json.decoder.scanstring  # type: ignore[attr-defined]
-# What skipping a value that does not parse looks at: strings (skipped whole, unterminated at
-# the end of a cut body too), runs of brackets, and, outside any bracket, commas. Everything else
-# (inside brackets, commas too) is passed over in C.
-_SKIP_DEEP: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[{\[]+|[}\]]+', re.DOTALL)
-_SKIP_TOP: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[{\[]+|[}\]]+|,', re.DOTALL)
-_SPACE: Final = re.compile(r"[ \t\n\r]*")
-# A member whose value does not parse (nested too deep, a literal JSON lacks, cut short).
-_UNREADABLE: Final = object()
-
-
-def _text_of(body: bytes) -> str:
-    """The body as text, in whichever encoding json.loads would read it (a UTF-8 BOM, UTF-16)."""
-    try:
-        encoding = json.detect_encoding(body)
-    except (TypeError, ValueError):
-        encoding = "utf-8"
-    return body.decode(encoding, errors="replace").removeprefix("\ufeff")
-
-
-def _skip_space(text: str, pos: int) -> int:
-    if pos >= len(text) or text[pos] not in " \t\n\r":
-        return pos
-    match = _SPACE.match(text, pos)
-    return pos if match is None else match.end()
-
-
-def _skip_value(text: str, pos: int) -> int:
-    """Where the value (or garbage) at `pos` ends: the next `,` or closing bracket outside it.
-
-    Counts brackets without recursing, so a value nested a million deep costs one regex pass.
-    """
-    depth = 0
-    while (match := (_SKIP_DEEP if depth else _SKIP_TOP).search(text, pos)) is not None:
-        piece, pos = match.group(), match.end()
-        if piece[0] in "{[":
-            depth += len(piece)
-        elif piece[0] in "}]":
-            if len(piece) > depth:
-                return match.start() + depth
-            depth -= len(piece)
-        elif piece == "," and depth == 0:
-            return match.start()
-    return len(text)
-
-
-def _members(text: str, pos: int) -> Iterator[tuple[str, Any, int]]:
-    """The members of the JSON object whose `{` is just before `pos`: name, value (or
-    _UNREADABLE) and where the value starts, in order, as far as they can be told apart.
-
-    A value that does not parse is skipped, not the end: a switch stated after a member nested
-    100,000 deep, or after `undefined`, is still found; so is one before a cut or garbage.
-    """
-    while True:
-        pos = _skip_space(text, pos)
-        if not text.startswith('"', pos):
-            return
-        try:
-            name, pos = _scanstring(text, pos + 1)
-        except ValueError:
-            return
-        pos = _skip_space(text, pos)
-        if not text.startswith(":", pos):
-            return
-        start = _skip_space(text, pos + 1)
-        try:
-            value, pos = _LENIENT.raw_decode(text, start)
-        except (ValueError, RecursionError):
-            value, pos = _UNREADABLE, _skip_value(text, start)
-        yield name, value, start
-        pos = _skip_space(text, pos)
-        if not text.startswith(",", pos):
-            pos = _skip_value(text, pos)  # garbage after the value: on to the next member
-            if not text.startswith(",", pos):
-                return
-        pos += 1
-
-
-def top_level_members(body: bytes) -> Iterator[tuple[str, Any]]:
-    """The members of a top-level JSON object, in order, as far as they can be told apart."""
-    text = _text_of(body)
-    pos = _skip_space(text, 0)
-    if text.startswith("{", pos):
-        for name, value, _ in _members(text, pos + 1):
-            yield name, value
-
-
-@dataclass(frozen=True)
-class Stated:
-    """What a body states about the switches, however malformed the rest of it is."""
-
-    kill_switch: bool = False
-    access_revoked: bool = False
-    kill_switch_error: bool = False
-
-
-def stated_switches(body: bytes) -> Stated:
-    """Any `true` for a switch at the top level, or an `error.code` of KILL_SWITCH, counts.
-
-    Given twice, once true and once false, the switch counts as stated: in doubt, not ready.
-    """
-    kill = revoked = error = False
-    text = _text_of(body)
-    pos = _skip_space(text, 0)
-    if not text.startswith("{", pos):
-        return Stated()
-    for name, value, start in _members(text, pos + 1):
-        if name == "killSwitch" and value is True:
-            kill = True
-        elif name == "apiAccessRevoked" and value is True:
-            revoked = True
-        elif name == "error" and isinstance(value, dict):
-            error = error or value.get("code") == "KILL_SWITCH"
-        elif name == "error" and value is _UNREADABLE and text.startswith("{", start):
-            inner = _members(text, start + 1)
-            error = error or any(n == "code" and v == "KILL_SWITCH" for n, v, _ in inner)
-    return Stated(kill, revoked, error)
-
-
-def _finite(value: object) -> float | None:
-    """A JSON number as a finite float; None for anything else (bools, 1e400, 10**400)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an integer too large for a float
-        return None
-    return number if math.isfinite(number) else None
-
-
-def parse_whoami(body: bytes, key: Secret | None = None) -> Whoami | str:
-    """A well-formed 200 body, or why it is not one. Unknown fields are ignored.
-
-    String fields come back cleaned (`redact.clean`): an upstream that echoes the key, or sends
-    a newline or a lone surrogate in a name, cannot carry it into /status, a label or a log.
-    """
-    try:
-        data = _loads(body)
-    except (ValueError, RecursionError) as error:
-        if isinstance(error, _Ambiguous):
-            return clean(f"body is ambiguous: {error}", key)
-        return "body is not JSON"
-    if not isinstance(data, dict):
-        return f"body is a JSON {type(data).__name__}, not an object"
-    values: dict[str, Any] = {}
-    for name, kind in _FIELDS.items():
-        if name not in data:
-            return f"field {name} is missing"
-        value = data[name]
-        if kind is float:
-            value = _finite(value)
-            if value is None:
-                return f"field {name} is not a finite number"
-        elif not isinstance(value, kind):
-            return f"field {name} is {type(value).__name__}, not {kind.__name__}"
-        elif isinstance(value, str):
-            value = clean(value, key, limit=NAME_LIMIT)
-        values[name] = value
-    return Whoami(
-        organization_id=values["organizationId"],
-        workspace_id=values["workspaceId"],
-        organization_name=values["organizationName"],
-        rate_limit_tier=values["rateLimitTier"],
-        kill_switch=values["killSwitch"],
-        api_access_revoked=values["apiAccessRevoked"],
-        api_key_id=values["apiKeyId"],
-        credit_balance=values["creditBalance"],
-    )
-
-
-@dataclass(frozen=True)
-class _Error:
-    code: str | None = None
-    message: str = ""
-    request_id: str | None = None
-    min_tier: str | None = None
-
-
-def _error_of(body: bytes, key: Secret | None) -> _Error:
-    """code, message, requestId and details.minTier of an error body, cleaned, where present."""
-    try:
-        data = _loads(body)
-    except (ValueError, RecursionError):
-        return _Error()
-    error = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(error, dict):
-        return _Error()
-
-    def text(value: object, limit: int) -> str | None:
-        return None if not isinstance(value, str) else clean(value, key, limit=limit)
-
-    details = error.get("details")
-    return _Error(
-        code=text(error.get("code"), ID_LIMIT),
-        message=text(error.get("message"), NAME_LIMIT) or "",
-        request_id=text(error.get("requestId"), ID_LIMIT),
-        min_tier=text(details.get("minTier"), ID_LIMIT) if isinstance(details, dict) else None,
-    )
 
 
 # 408 Request Timeout, 421 Misdirected Request, 425 Too Early: worth another try, not a stop.
@@ -574,14 +184,14 @@ def classify(answer: Answer, now: float, key: Secret | None = None) -> Result:
         )
 
     if status == 503 and stated_switches(answer.body).kill_switch_error:
-        error = _Error(code="KILL_SWITCH") if too_large else _error_of(answer.body, key)
+        error = ErrorBody(code="KILL_SWITCH") if too_large else error_body(answer.body, key)
         common["request_id"] = common["request_id"] or error.request_id
         detail = " ".join(part for part in ("HTTP 503 KILL_SWITCH", error.message) if part)
         return Result(
             Outcome.KILL_SWITCH, kill_switch=True, error_code="KILL_SWITCH", detail=detail, **common
         )
 
-    error = _Error() if too_large else _error_of(answer.body, key)
+    error = ErrorBody() if too_large else error_body(answer.body, key)
     common["request_id"] = common["request_id"] or error.request_id
     detail = " ".join(part for part in (f"HTTP {status}", error.code, error.message) if part)
     if status == 401:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
 
-from .outcome import Outcome, Result, Whoami
+from .bodies import Whoami
+from .outcome import Outcome, Result
 
 
 class Reason(StrEnum):

@@ -14,7 +14,7 @@ import re
 from typing import Final
 from urllib.parse import quote
 
-from .settings import Secret
+from .secret import Secret
 
 REDACTED: Final = "[redacted]"
 # The shortest run of the secret's characters that counts as a leak. Shorter runs occur in

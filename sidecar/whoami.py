@@ -17,8 +17,10 @@ from typing import Final
 import aiohttp
 from multidict import CIMultiDict
 
+from .auth import auth_headers
 from .outcome import BODY_LIMIT, SWITCH_SEARCH_LIMIT, Answer, Failure
-from .settings import AuthScheme, Secret
+from .secret import Secret
+from .values import AuthScheme
 
 # The statuses whose body may state a switch (a 200 flag, a 503 KILL_SWITCH): read further.
 _SWITCH_STATUSES: Final = frozenset({200, 503})
@@ -32,12 +34,6 @@ KEPT_HEADERS: Final = (
     "X-RateLimit-Reset",
     "X-RateLimit-Tier",
 )
-
-
-def auth_headers(key: Secret, scheme: AuthScheme) -> dict[str, str]:
-    if scheme is AuthScheme.BEARER:
-        return {"Authorization": f"Bearer {key.reveal()}"}
-    return {"X-Api-Key": key.reveal()}
 
 
 def client_session(

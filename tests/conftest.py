@@ -36,6 +36,7 @@ KINDS: Final = {
     "test_schedule": "inprocess",
     "test_server": "inprocess",
     "test_settings": "inprocess",
+    "test_throttle": "inprocess",
     "test_cli": "e2e",
     "test_fallback": "e2e",
     "test_faults": "e2e",

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidecar.outcome import Answer, Whoami
+from sidecar.bodies import Whoami
+from sidecar.outcome import Answer
 from sidecar.readiness import STARTING, State, Verdict
 from sidecar.testing import (
     FAKE_KEY,

@@ -13,7 +13,7 @@ from typing import Any, Final
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.outcome import Stated, stated_switches
+from sidecar.jsonscan import Stated, stated_switches
 from tests.support import WHOAMI as GOOD
 
 thorough = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.cache import (
+from sidecar.hub.cache import (
     FAILURE_TTL,
     UNKNOWN_KEY_RESERVE,
     Entries,

@@ -15,19 +15,19 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from sidecar import emulator
-from sidecar.check import (
+from sidecar.agent.check import MIN_ATTEMPT, run_check, shown_url
+from sidecar.agent.keys import EnvKey, FileKey
+from sidecar.agent.poller import Clock
+from sidecar.emulator import app as emulator
+from sidecar.exits import (
     EXIT_BILLING,
+    EXIT_CONFIG,
     EXIT_DEADLINE,
     EXIT_READY,
     EXIT_UNAUTHENTICATED,
-    MIN_ATTEMPT,
-    run_check,
-    shown_url,
 )
-from sidecar.keys import EnvKey, FileKey
-from sidecar.poller import Clock
-from sidecar.settings import EXIT_CONFIG, Secret, Settings
+from sidecar.secret import Secret
+from sidecar.settings import Settings
 from tests.support import FAKE_KEY
 
 MakeServer = Callable[[web.Application], Awaitable[TestServer]]

@@ -506,19 +506,21 @@ def test_importing_the_cli_loads_nothing_but_the_package() -> None:
         check=True,
     )
     names = [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if "|" in line]
-    # Everything after the interpreter's own start-up: the package and the module, no more.
-    assert names[names.index("sidecar") :] == ["sidecar", "sidecar.cli"], names
+    # Everything after the interpreter's own start-up: the package, the exit codes and the
+    # module, no more.
+    assert names[names.index("sidecar") :] == ["sidecar", "sidecar.exits", "sidecar.cli"], names
 
 
 def test_check_never_loads_the_server_the_metrics_or_the_emulator(upstream: Emulator) -> None:
     modules = imported_by("check", LAYERS_API_KEY=FAKE_KEY, LAYERS_API_URL=upstream.url)
-    assert "sidecar.check" in modules
+    assert "sidecar.agent.check" in modules
     loaded = {
         name
         for name in modules
         if name.split(".")[0] == "prometheus_client"
-        or name in ("aiohttp.web", "sidecar.server", "sidecar.metrics", "sidecar.serve")
-        or name in ("sidecar.emulator", "sidecar.scenario", "sidecar.testing")
+        or name.startswith(("sidecar.runtime", "sidecar.hub", "sidecar.emulator"))
+        or name in ("aiohttp.web", "sidecar.agent.probes", "sidecar.agent.metrics")
+        or name in ("sidecar.agent.serve", "sidecar.testing")
     }
     assert loaded == set()
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidecar.settings import COMMANDS, OPTIONS
+from sidecar.commands import COMMANDS
+from sidecar.settings import OPTIONS
 from tests.k8s import K8S_VERSIONS, ROOT, Obj, container, pod_spec, validate
 
 LIFECYCLE = ROOT / "docs" / "lifecycle.md"

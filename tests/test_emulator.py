@@ -12,8 +12,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from sidecar import cli, emulator
-from sidecar.serve import demo_banner
+from sidecar import cli
+from sidecar.emulator import app as emulator
+from sidecar.emulator.demo import demo_banner
+from sidecar.emulator.scenario import load_scenario
 from tests.support import FAKE_KEY
 
 Client = TestClient[web.Request, web.Application]
@@ -193,14 +195,14 @@ async def test_reset_restores_the_start_and_zeroes_the_counter(client: Client) -
 
 
 def test_a_scenario_file_is_a_patch_over_the_defaults() -> None:
-    loaded = emulator.load_scenario('{"creditBalance": 5, "failure": "server_error"}')
+    loaded = load_scenario('{"creditBalance": 5, "failure": "server_error"}')
     assert (loaded.creditBalance, loaded.failure, loaded.organizationName) == (
         5,
         "server_error",
         "Acme Growth",
     )
     with pytest.raises(ValueError, match="unknown scenario field"):
-        emulator.load_scenario('{"credits": 5}')
+        load_scenario('{"credits": 5}')
 
 
 def test_ulids_are_26_crockford_characters_and_sort_by_time() -> None:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from sidecar.hub import MAX_PASSED_BODY, passed, stored
-from sidecar.hubserver import presented_key
+from sidecar.hub.server import usable_key
+from sidecar.hub.upstream import MAX_PASSED_BODY, passed, stored
 from sidecar.outcome import Answer, Failure, classify
 from sidecar.settings import AuthScheme
 from tests.support import FAKE_KEY, OTHER_KEY
@@ -31,7 +31,7 @@ from tests.support import FAKE_KEY, OTHER_KEY
 def test_the_key_is_read_as_layers_reads_it(
     headers: dict[str, str], expected: tuple[str, AuthScheme]
 ) -> None:
-    assert presented_key(headers) == expected
+    assert usable_key(headers) == expected
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_the_key_is_read_as_layers_reads_it(
     ],
 )
 def test_no_usable_key_is_none(headers: dict[str, str]) -> None:
-    assert presented_key(headers)[0] is None
+    assert usable_key(headers)[0] is None
 
 
 def test_only_the_headers_a_sidecar_reads_pass() -> None:

@@ -9,7 +9,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from sidecar.journal import REPEAT_LOG_EVERY, Journal, Repeats, identity
+from sidecar.agent.journal import Journal, identity
 from sidecar.outcome import Outcome, Result
 from sidecar.readiness import STARTING, Event, Reason, State, Verdict
 from tests.support import WHOAMI_PARSED
@@ -44,16 +44,6 @@ def journal(clock: FakeTime) -> Journal:
 
 def answer(outcome: Outcome, state: State, verdict: Verdict, **fields: Any) -> Event:
     return Event(state, verdict, Result(outcome, **fields), elapsed=0.05)
-
-
-def test_repeated_failures_are_logged_at_start_then_once_a_minute() -> None:
-    repeats = Repeats()
-    assert repeats.note("timeout", 0) == 1
-    assert repeats.note("timeout", 30) is None
-    assert repeats.note("timeout", REPEAT_LOG_EVERY) == 3
-    assert repeats.note("server_error", 61) == 1  # a different failure starts a new run
-    assert repeats.note(None, 62) is None
-    assert repeats.note("server_error", 63) == 1
 
 
 def test_identity_names_the_key_and_leaves_out_what_is_unknown() -> None:

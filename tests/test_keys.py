@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from sidecar.keys import EnvKey, FileKey, KeyUnavailable, fingerprint
-from sidecar.settings import Secret
+from sidecar.agent.keys import EnvKey, FileKey, KeyUnavailable, fingerprint
+from sidecar.secret import Secret
 from tests.support import FAKE_KEY, OTHER_KEY, mount_secret
 
 

@@ -14,7 +14,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar import __version__
-from sidecar.metrics import Metrics
+from sidecar.agent.metrics import Metrics
 from sidecar.outcome import Outcome, Result
 from sidecar.readiness import Event, Reason, State, Verdict
 from tests.support import WHOAMI_PARSED as WHOAMI

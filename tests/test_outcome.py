@@ -7,7 +7,9 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from sidecar.outcome import Answer, Failure, Outcome, classify, parse_whoami, requested_wait
+from sidecar.bodies import parse_whoami
+from sidecar.headers import requested_wait
+from sidecar.outcome import Answer, Failure, Outcome, classify
 from tests.support import WHOAMI, error, ok
 
 NOW = 1_800_000_000.0

@@ -14,7 +14,9 @@ from typing import Any, Final
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sidecar.outcome import Answer, Failure, Outcome, classify, parse_whoami, stated_switches
+from sidecar.bodies import parse_whoami
+from sidecar.jsonscan import stated_switches
+from sidecar.outcome import Answer, Failure, Outcome, classify
 from sidecar.readiness import STARTING, Instant, State, advance, verdict
 from tests.support import WHOAMI as GOOD
 

@@ -15,14 +15,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from sidecar import emulator
-from sidecar.journal import Journal
-from sidecar.keys import EnvKey, FileKey
+from sidecar.agent.journal import Journal
+from sidecar.agent.keys import EnvKey, FileKey
+from sidecar.agent.poller import Clock, Poller
+from sidecar.agent.probes import status_document
+from sidecar.emulator import app as emulator
+from sidecar.emulator.scenario import updated
 from sidecar.outcome import Outcome
-from sidecar.poller import Clock, Poller
 from sidecar.readiness import Event, Reason
-from sidecar.server import status_document
-from sidecar.settings import AuthScheme, Secret, Settings
+from sidecar.secret import Secret
+from sidecar.settings import AuthScheme, Settings
 from tests.support import FAKE_KEY, OTHER_KEY
 
 MakeServer = Callable[[web.Application], Awaitable[TestServer]]
@@ -126,7 +128,7 @@ async def test_upstream_faults_become_outcomes(
     poller: Poller, upstream: TestServer, patch: dict[str, Any], outcome: Outcome
 ) -> None:
     app_state = scenario(upstream)
-    app_state.scenario = emulator.updated(app_state.scenario, patch)
+    app_state.scenario = updated(app_state.scenario, patch)
     result = await poller.poll_once()
     assert result is not None
     assert result.outcome is outcome

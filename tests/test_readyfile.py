@@ -10,8 +10,8 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from sidecar.agent.readyfile import ReadyFile
 from sidecar.readiness import STARTING, Event, Reason, State, Verdict
-from sidecar.readyfile import ReadyFile
 
 READY = Event(State(), Verdict(True, Reason.OK))
 NOT_READY = Event(State(), Verdict(False, Reason.KILL_SWITCH, "killSwitch is true"))

@@ -6,7 +6,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sidecar.redact import MIN_FRAGMENT, PLACEHOLDER, REDACTED, clean, escape, label, redact
-from sidecar.settings import Secret
+from sidecar.secret import Secret
 from tests.support import FAKE_KEY, FAKE_SECRET
 
 KEY = Secret(FAKE_KEY)

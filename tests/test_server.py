@@ -12,18 +12,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from sidecar import __version__, server
-from sidecar.metrics import Metrics
+from sidecar import __version__
+from sidecar.agent.metrics import Metrics
+from sidecar.agent.probes import make_app, status_document
 from sidecar.outcome import Answer, Failure, classify
 from sidecar.readiness import Instant, Reason, State, Verdict, advance, verdict
-from sidecar.server import (
-    RateLimited,
-    bound_address,
-    make_app,
-    raise_open_files_limit,
-    start_site,
-    status_document,
-)
+from sidecar.runtime import server
+from sidecar.runtime.server import Address, BoundedServer, raise_open_files_limit, start_site
 from sidecar.settings import Listen
 from tests.support import WHOAMI_PARSED as WHOAMI
 from tests.support import FakeSource, error, ok
@@ -243,15 +238,6 @@ async def test_metrics_negotiates_openmetrics(client: Client) -> None:
 # Hostile clients: bounded connections, rate-limited error lines, the open-files limit.
 
 
-def test_rate_limited_lets_one_through_a_second_and_counts_the_rest() -> None:
-    now = [0.0]
-    limiter = RateLimited(1.0, clock=lambda: now[0])
-    assert limiter.allow() == 0
-    assert [limiter.allow() for _ in range(5)] == [None] * 5
-    now[0] = 1.0
-    assert limiter.allow() == 5  # the line let through says how many were dropped
-
-
 def test_the_soft_open_files_limit_is_raised_to_the_hard_one() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
@@ -269,11 +255,13 @@ async def test_past_the_connection_limit_the_oldest_goes_and_a_probe_still_gets_
     source.current = Verdict(True, Reason.OK)
     metrics = Metrics()
     metrics.watch(source)
-    runner = await start_site(make_app(source, metrics.registry), Listen("127.0.0.1", 0))
+    runner = await start_site(
+        make_app(source, metrics.registry), Listen("127.0.0.1", 0), structlog.get_logger()
+    )
     try:
-        assert runner.server is not None
-        runner.server.limit = 4  # type: ignore[attr-defined]
-        port = int(bound_address(runner).rsplit(":", 1)[1])
+        assert isinstance(runner.server, BoundedServer)
+        runner.server.limit = 4
+        port = Address.of(runner).port
         idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -283,7 +271,7 @@ async def test_past_the_connection_limit_the_oldest_goes_and_a_probe_still_gets_
             assert await idle[0][0].read() == b""
         assert answer.startswith(b"HTTP/1.1 200")
         assert answer.endswith(b"ok\n")
-        assert len(runner.server.connections) <= 4
+        assert runner.server.open_connections <= 4
         for _, other in [*idle, (reader, writer)]:
             other.close()
         await asyncio.gather(
@@ -304,7 +292,7 @@ async def test_a_malformed_request_is_one_json_line_not_a_traceback(
             make_app(source, metrics.registry), Listen("127.0.0.1", 0), structlog.get_logger()
         )
         try:
-            port = int(bound_address(runner).rsplit(":", 1)[1])
+            port = Address.of(runner).port
             for _ in range(20):
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.write(b"GET /readyz HTTP/1.1\r\nBad Header\r\n\r\n")
@@ -325,9 +313,11 @@ async def test_an_idle_connection_is_closed_after_the_idle_timeout(
     monkeypatch.setattr(server, "IDLE_TIMEOUT", 0.2)
     metrics = Metrics()
     metrics.watch(source)
-    runner = await start_site(make_app(source, metrics.registry), Listen("127.0.0.1", 0))
+    runner = await start_site(
+        make_app(source, metrics.registry), Listen("127.0.0.1", 0), structlog.get_logger()
+    )
     try:
-        port = int(bound_address(runner).rsplit(":", 1)[1])
+        port = Address.of(runner).port
         silent = await asyncio.open_connection("127.0.0.1", port)
         half = await asyncio.open_connection("127.0.0.1", port)
         half[1].write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")  # and never the end of it

@@ -4,16 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.settings import (
-    AuthScheme,
-    ConfigError,
-    Listen,
-    LogFormat,
-    Secret,
-    load,
-    parse_duration,
-    parse_listen,
-)
+from sidecar.secret import Secret
+from sidecar.settings import AuthScheme, ConfigError, Listen, LogFormat, load
+from sidecar.values import parse_duration, parse_listen
 
 KEY = {"LAYERS_API_KEY": "lp_test_k1_FAKEsecretFAKE"}
 
@@ -235,14 +228,9 @@ def test_a_bad_fleet_mode_value_names_its_setting(flags: dict[str, str], named: 
     assert str(caught.value).startswith(f"{named}: ")
 
 
-def test_the_cli_s_exit_code_for_configuration_errors_is_the_settings_one() -> None:
-    from sidecar import cli, settings
-
-    assert cli.EXIT_CONFIG == settings.EXIT_CONFIG == 2
-
-
 def test_defaults_are_written_once_in_the_table() -> None:
-    from sidecar.settings import COMMANDS, OPTIONS, Settings, load_command
+    from sidecar.commands import COMMANDS, load_command
+    from sidecar.settings import OPTIONS, Settings
 
     # A Settings built with no value at all holds the table's defaults, parsed.
     assert load({}, KEY) == Settings(api_key=Secret(KEY["LAYERS_API_KEY"]))
@@ -258,7 +246,7 @@ def test_defaults_are_written_once_in_the_table() -> None:
 
 
 def test_the_lifecycle_settings(tmp_path: Path) -> None:
-    from sidecar.settings import load_command
+    from sidecar.commands import load_command
 
     serve = load_command("serve", {}, {**KEY, "LAYERS_SIDECAR_QUITQUITQUIT": "true"})
     assert serve.quitquitquit is True
@@ -273,7 +261,7 @@ def test_the_lifecycle_settings(tmp_path: Path) -> None:
 
 
 def test_the_demo_and_the_emulator_name_the_emulator_setting_as_they_spell_it() -> None:
-    from sidecar.settings import load_command
+    from sidecar.commands import load_command
 
     with pytest.raises(ConfigError, match=r"^--listen: "):
         load_command("emulate", {"emulator_listen": "nowhere"}, {})

@@ -1,24 +1,30 @@
-"""The HTTP side of `hub`: GET /v1/whoami answered from the cache, /readyz, /livez, /metrics.
+"""The hub's HTTP edge and entry point: GET /v1/whoami answered from the cache, /readyz, /livez,
+/metrics; `run_hub` serves it on the shared runtime.
 
 The caller's key is read here and handed to the `Hub`; the answer goes back with the headers
-that keep every cache between hub and sidecar from sharing it.
+that keep every cache between hub and sidecar from sharing it. Wired like `serve`: the app owns
+the Hub through `cleanup_ctx`, and the handlers receive the hub and the request counter through
+typed AppKeys.
 """
 
 from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Final
 
 import structlog
 from aiohttp import web
 
-from . import __version__
+from .. import __version__
+from ..auth import presented_key
+from ..runtime.http import text
+from ..runtime.lifecycle import serving
+from ..settings import AuthScheme, ConfigError, Settings
 from .cache import Stored
-from .hub import Busy, Hub, hub_error
-from .server import bound_address, start_site, until_signalled
-from .settings import AuthScheme, ConfigError, Settings
+from .metrics import HubMetrics
+from .upstream import Busy, Hub, hub_error
 
 Log = structlog.typing.FilteringBoundLogger
 
@@ -29,26 +35,23 @@ PRIVATE: Final = {"Cache-Control": "no-store", "Vary": "X-Api-Key, Authorization
 _KEY_CHARS: Final = frozenset(chr(c) for c in range(0x21, 0x7F))
 
 
-def presented_key(headers: Mapping[str, str]) -> tuple[str | None, AuthScheme]:
-    """The caller's key and how it came, as Layers reads it: X-Api-Key, else a Bearer token.
+def usable_key(headers: Mapping[str, str]) -> tuple[str | None, AuthScheme]:
+    """The caller's key and how it came (`auth.presented_key`), stripped.
 
     None for a missing key or one that cannot be a key (too long, not printable ASCII): those
     are refused without an upstream call.
     """
-    scheme = AuthScheme.X_API_KEY
-    key = headers.get("X-Api-Key")
-    if key is None:
-        kind, _, token = headers.get("Authorization", "").partition(" ")
-        if kind.lower() != "bearer":
-            return None, scheme
-        key, scheme = token, AuthScheme.BEARER
-    key = key.strip()
+    key, scheme = presented_key(headers)
+    scheme = scheme or AuthScheme.X_API_KEY
+    key = None if key is None else key.strip()
     if not key or len(key) > MAX_KEY_LENGTH or not set(key) <= _KEY_CHARS:
         return None, scheme
     return key, scheme
 
 
 HUB: Final = web.AppKey("hub", Hub)
+# Counts one answered request by how: hit, miss, coalesced or rejected.
+COUNT: Final[web.AppKey[Callable[[str], None]]] = web.AppKey("count")
 
 
 def _respond(stored_answer: Stored, how: str, age: int) -> web.Response:
@@ -60,48 +63,56 @@ def _respond(stored_answer: Stored, how: str, age: int) -> web.Response:
 
 
 async def whoami(request: web.Request) -> web.Response:
-    hub = request.app[HUB]
-    key, scheme = presented_key(request.headers)
+    hub, count = request.app[HUB], request.app[COUNT]
+    key, scheme = usable_key(request.headers)
     if key is None:
-        hub.metrics.count("rejected")
+        count("rejected")
         return _respond(hub_error(401, "UNAUTHENTICATED", "Missing API key."), "error", 0)
     try:
         entry, how = await hub.answer(key, scheme)
     except Busy as busy:
-        hub.metrics.count("rejected")
+        count("rejected")
         hub.busy(busy.retry_after)
         seconds = str(max(1, math.ceil(busy.retry_after)))
         refusal = hub_error(
             503, "HUB_BUSY", "The hub's upstream budget is spent.", **{"Retry-After": seconds}
         )
         return _respond(refusal, "error", 0)
-    hub.metrics.count(how)
+    count(how)
     return _respond(entry.answer, how, entry.age(hub.now()))
-
-
-def _text(body: str, status: int = 200) -> web.Response:
-    return web.Response(text=body + "\n", status=status)
 
 
 async def readyz(request: web.Request) -> web.Response:
     # Whether the hub serves, never what Layers said: a sidecar reads that from its own answer.
-    if request.app[HUB].stopping:
-        return _text("not ready: stopping", 503)
-    return _text("ok")
+    # While it stops, the listener is already closed: a probe then gets no answer at all.
+    return text("ok")
 
 
 async def livez(request: web.Request) -> web.Response:
-    return _text("ok")
+    return text("ok")
 
 
-def make_app(hub: Hub) -> web.Application:
+def owned(hub: Hub) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The app's hold on the hub: its client session opens with the runner and closes with it,
+    in-flight upstream calls cancelled."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        async with hub:
+            yield
+
+    return context
+
+
+def make_app(hub: Hub, metrics: HubMetrics) -> web.Application:
     app = web.Application()
     app[HUB] = hub
+    app[COUNT] = metrics.count
+    app.cleanup_ctx.append(owned(hub))
     # add_get also answers HEAD.
     app.router.add_get("/v1/whoami", whoami)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/livez", livez)
-    app.router.add_get("/metrics", hub.metrics.handler())
+    app.router.add_get("/metrics", metrics.handler())
     return app
 
 
@@ -124,21 +135,22 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 async def run_hub(settings: Settings, log: Log) -> int:
     """Serves until SIGTERM/SIGINT."""
     context = tls_context(settings)
-    async with Hub(settings, log=log) as hub:
-        runner = await start_site(make_app(hub), settings.listen, log, ssl_context=context)
-        log.info(
-            "hub listening",
-            address=bound_address(runner),
-            tls=context is not None,
-            whoamiUrl=settings.whoami_url,
-            ttl=settings.ttl,
-            maxKeys=settings.max_keys,
-            maxUpstreamRate=settings.max_upstream_rate,
-            version=__version__,
-        )
-        try:
-            await until_signalled(log)
-        finally:
-            hub.stopping = True
-            await runner.cleanup()
-    return 0
+    metrics = HubMetrics()
+    hub = Hub(settings, log=log, on_upstream=metrics.observe_upstream)
+    metrics.watch(hub)
+    return await serving(
+        make_app(hub, metrics),
+        settings.listen,
+        log,
+        "hub listening",
+        context=lambda address: {
+            "address": str(address),
+            "tls": context is not None,
+            "whoamiUrl": settings.whoami_url,
+            "ttl": settings.ttl,
+            "maxKeys": settings.max_keys,
+            "maxUpstreamRate": settings.max_upstream_rate,
+            "version": __version__,
+        },
+        ssl_context=context,
+    )

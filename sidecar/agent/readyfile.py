@@ -20,7 +20,7 @@ from pathlib import Path
 
 import structlog
 
-from .readiness import Event
+from ..readiness import Event
 
 
 class ReadyFile:

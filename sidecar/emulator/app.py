@@ -20,12 +20,11 @@ from typing import Any, Final
 import structlog
 from aiohttp import web
 
+from ..auth import presented_key
+
 # What the emulator answers is described in `scenario` (no HTTP there, so the CLI can read a
 # scenario file and list the failure modes without loading a server).
-from .scenario import FAILURES as FAILURES
-from .scenario import Scenario as Scenario
-from .scenario import load_scenario as load_scenario
-from .scenario import updated as updated
+from .scenario import FAILURES, Scenario, updated
 
 API_VERSION: Final = "v1"
 # lp_<env>_<key_id>_<secret>, as the upstream documents its keys.
@@ -99,16 +98,6 @@ def _error(
     return web.json_response({"error": error}, status=status, headers=headers)
 
 
-def _presented_key(request: web.Request) -> tuple[str | None, str | None]:
-    """The key and how it came: X-Api-Key first, `Authorization: Bearer` as the fallback."""
-    if "X-Api-Key" in request.headers:
-        return request.headers["X-Api-Key"], "x-api-key"
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token:
-        return token.strip(), "bearer"
-    return None, None
-
-
 async def _broken(request: web.Request, mode: str, headers: dict[str, str]) -> web.StreamResponse:
     """Answers that break in transit: a reset or a truncated body."""
     response = web.StreamResponse(status=200, headers={**headers, "Content-Length": "4096"})
@@ -133,7 +122,8 @@ async def whoami(request: web.Request) -> web.StreamResponse:
     if scenario.delay:
         await asyncio.sleep(scenario.delay)
 
-    key, how = _presented_key(request)
+    key, scheme = presented_key(request.headers)
+    how = None if scheme is None else scheme.value
     match = KEY_FORMAT.match(key or "")
     emulator.last_auth = how
     if key is None:

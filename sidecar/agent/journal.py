@@ -13,19 +13,14 @@ Every line names the key: its `apiKeyId` once an answer has named it, its finger
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final
 
 import structlog
 
-from .outcome import Outcome, Result
-from .readiness import STARTING, Event, State, Verdict
-
-# A failure that repeats poll after poll is logged when it starts, then at most this often.
-REPEAT_LOG_EVERY: Final = 60.0
+from ..outcome import Outcome, Result
+from ..readiness import STARTING, Event, State, Verdict
+from ..throttle import REPEAT_LOG_EVERY, Tally, Throttle
 
 # What one event is worth saying: the event name, its context, and the length of the failure run
 # when the repeat policy says this one is to be logged (None: debug only).
@@ -64,24 +59,9 @@ def describe(result: Result, elapsed: float | None = None) -> dict[str, object]:
     return context
 
 
-@dataclass
-class Repeats:
-    """Tracks a run of one failure, so that it is logged at its start and then once a minute."""
-
-    kind: str | None = None
-    count: int = 0
-    logged_at: float = -math.inf
-
-    def note(self, kind: str | None, mono: float) -> int | None:
-        """Counts one poll; returns the run's length when this poll should be logged."""
-        if kind != self.kind:
-            self.kind, self.count = kind, 0
-            self.logged_at = -math.inf
-        self.count += 1
-        if kind is None or mono - self.logged_at < REPEAT_LOG_EVERY:
-            return None
-        self.logged_at = mono
-        return self.count
+def _run(tally: Tally | None) -> int | None:
+    """The length of the run to log, when this event is to be logged."""
+    return None if tally is None else tally.run
 
 
 class Journal:
@@ -94,9 +74,9 @@ class Journal:
         mono: Callable[[], float] = time.monotonic,
     ) -> None:
         self._log = log
-        self._mono = mono
-        self._repeats = Repeats()
-        self._fallbacks = Repeats()
+        # Failures, and polls answered by the fallback: each a run of one kind at a time.
+        self._repeats = Throttle(REPEAT_LOG_EVERY, mono)
+        self._fallbacks = Throttle(REPEAT_LOG_EVERY, mono)
         self._verdict: Verdict = STARTING
         self._key: str | None = None
 
@@ -108,12 +88,12 @@ class Journal:
         line: _Line | None
         if event.key_error is not None:
             # The detail is the kind: "is empty" then "does not exist" are two runs, two lines.
-            count = self._repeats.note(f"key_unavailable: {event.key_error}", self._mono())
+            count = _run(self._repeats.only(f"key_unavailable: {event.key_error}"))
             line = ("api key unavailable", {"detail": event.key_error, **identity(state)}, count)
         elif event.result is not None:
             result = event.result
             failure = None if result.outcome is Outcome.OK else result.outcome.value
-            count = self._repeats.note(failure, self._mono())
+            count = _run(self._repeats.only(failure))
             context = {**describe(result, event.elapsed), **identity(state, result.request_id)}
             line = ("whoami" if failure is None else "whoami failed", context, count)
         else:
@@ -133,7 +113,7 @@ class Journal:
         """A run of polls answered by --fallback-api-url: a warning when it starts, then at
         most once every REPEAT_LOG_EVERY, with a count. The hub being down is worth knowing;
         it is no failure of the poll."""
-        count = self._fallbacks.note("fallback" if event.fallback else None, self._mono())
+        count = _run(self._fallbacks.only("fallback" if event.fallback else None))
         if count is not None:
             self._log.warning(
                 "api url unreachable, used the fallback",

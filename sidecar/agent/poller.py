@@ -19,13 +19,13 @@ from typing import Final
 import aiohttp
 import structlog
 
-from . import readiness, schedule
+from .. import readiness, schedule
+from ..outcome import Result, classify
+from ..readiness import Event, Instant, Reason, State, Verdict
+from ..redact import clean
+from ..settings import Settings
+from ..whoami import client_session, fetch
 from .keys import KeySource, KeyUnavailable, fingerprint
-from .outcome import Result, classify
-from .readiness import Event, Instant, Reason, State, Verdict
-from .redact import clean
-from .settings import Settings
-from .whoami import client_session, fetch
 
 # How late the loop may be, beyond its own schedule and request timeout, before /livez fails.
 LIVENESS_GRACE: Final = 10.0

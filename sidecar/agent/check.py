@@ -18,24 +18,26 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
+from ..exits import (
+    EXIT_BILLING,
+    EXIT_CONFIG,
+    EXIT_CREDITS_LOW,
+    EXIT_DEADLINE,
+    EXIT_READY,
+    EXIT_STOPPED,
+    EXIT_UNAUTHENTICATED,
+)
+from ..outcome import Outcome
+from ..readiness import Reason
+from ..settings import Settings
 from .journal import describe, identity
 from .keys import KeySource, key_source
-from .outcome import Outcome
 from .poller import REAL_CLOCK, Clock, Poller
-from .readiness import Reason
-from .settings import EXIT_CONFIG, Settings
 
 # No attempt is started with less time than this left before --deadline (or --timeout, when
 # shorter): one that cannot get an answer tells nothing, and would make the last line say
 # "timeout" where the upstream kept answering 500.
 MIN_ATTEMPT: Final = 0.5
-
-EXIT_READY: Final = 0
-EXIT_DEADLINE: Final = 1
-EXIT_UNAUTHENTICATED: Final = 3
-EXIT_BILLING: Final = 4
-EXIT_STOPPED: Final = 5
-EXIT_CREDITS_LOW: Final = 6
 
 # The one place a verdict becomes an exit code. Reasons absent here are worth another try.
 EXIT_CODES: Final = {

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from .settings import Secret, Settings
+from ..secret import Secret
+from ..settings import Settings
 
 # Printable ASCII without spaces: anything else cannot travel in an HTTP header unchanged.
 _ALLOWED = frozenset(chr(c) for c in range(0x21, 0x7F))

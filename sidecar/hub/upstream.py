@@ -2,7 +2,7 @@
 
 The edge around `cache.py`: given a caller's key, it asks the upstream at most once per key per
 TTL (callers that arrive during that call wait for it) and keeps the answer as it will be passed
-on; `hubserver.py` serves it over HTTP. Keys live only as HMAC tags, except while their own
+on; `server.py` serves it over HTTP. Keys live only as HMAC tags, except while their own
 upstream call is in flight; nothing here logs, answers or counts a key.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,12 @@ from typing import Final
 import aiohttp
 import structlog
 
-from . import __version__
+from .. import __version__
+from ..outcome import Answer, Failure, Outcome, Result, classify
+from ..secret import Secret
+from ..settings import AuthScheme, Settings
+from ..throttle import REPEAT_LOG_EVERY, Throttle
+from ..whoami import client_session, fetch
 from .cache import (
     UNKNOWN_KEY_RESERVE,
     Entries,
@@ -32,10 +36,6 @@ from .cache import (
     facts_after,
     ttl_for,
 )
-from .hubmetrics import HubMetrics
-from .outcome import Answer, Failure, Outcome, Result, classify
-from .settings import AuthScheme, Secret, Settings
-from .whoami import client_session, fetch
 
 Log = structlog.typing.FilteringBoundLogger
 
@@ -48,9 +48,6 @@ FORGET_AFTER: Final = 600.0
 # Connections to the upstream at once. The rate budget already bounds new calls; this bounds
 # what a slow upstream can pile up.
 UPSTREAM_CONNECTIONS: Final = 256
-# Failures repeated call after call are logged at most this often, with a count.
-REPEAT_LOG_EVERY: Final = 60.0
-
 PASSED_HEADERS: Final = frozenset(
     {"content-type", "x-request-id", "x-layers-api-version", "retry-after"}
 )
@@ -109,14 +106,24 @@ class Busy(Exception):
         self.retry_after = retry_after
 
 
+UpstreamObserver = Callable[[Outcome, float], None]
+
+
+def _ignore(outcome: Outcome, seconds: float) -> None:
+    pass
+
+
 class Hub:
-    """The cache and its upstream calls. One per process; the only writer of its entries."""
+    """The cache and its upstream calls. One per process; the only writer of its entries.
+
+    `on_upstream` receives each upstream call's outcome and time (the metrics count them)."""
 
     def __init__(
         self,
         settings: Settings,
         *,
         log: Log,
+        on_upstream: UpstreamObserver = _ignore,
         mono: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -129,9 +136,8 @@ class Hub:
         self._flights: dict[bytes, asyncio.Task[Entry]] = {}
         self._bucket = TokenBucket(settings.max_upstream_rate, now=mono())
         self._session: aiohttp.ClientSession | None = None
-        self._logged: dict[str, tuple[float, int]] = {}
-        self.metrics = HubMetrics(self)
-        self.stopping = False
+        self._on_upstream = on_upstream
+        self._trouble = Throttle(REPEAT_LOG_EVERY, mono)
 
     async def __aenter__(self) -> Hub:
         # No cookie jar (client_session's rule) matters most here: one key's cookies must never
@@ -212,7 +218,7 @@ class Hub:
         )
         # Every string in the result is redacted against this key: it only reaches the logs.
         result = classify(answer, self._wall(), key)
-        self.metrics.observe_upstream(result.outcome, answer.elapsed)
+        self._on_upstream(result.outcome, answer.elapsed)
         now = self._mono()
         facts = facts_after(previous.facts if previous else None, result)
         entry = Entry(
@@ -245,11 +251,6 @@ class Hub:
 
     def _repeated(self, event: str, kind: str, **context: object) -> None:
         """A warning when a kind of trouble starts, then at most once a minute with a count."""
-        now = self._mono()
-        logged_at, count = self._logged.get(kind, (-math.inf, 0))
-        count += 1
-        if now - logged_at >= REPEAT_LOG_EVERY:
-            self._log.warning(event, repeated=count, **context)
-            self._logged[kind] = (now, 0)
-        else:
-            self._logged[kind] = (logged_at, count)
+        tally = self._trouble.note(kind)
+        if tally is not None:
+            self._log.warning(event, repeated=tally.held + 1, **context)

@@ -1,7 +1,7 @@
 """The hub's pure core: what one cached answer is, how long it serves, and what bounds the cache.
 
 No I/O and no clock of its own: every function takes `now` (monotonic seconds), so the rules are
-tested without a network or a wait. `hub.py` is the edge that calls the upstream and serves.
+tested without a network or a wait. `upstream.py` is the edge that calls the upstream and serves.
 """
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from .outcome import Outcome, Result
+from ..outcome import Outcome, Result
+from ..schedule import CEILING_INTERVALS, bounded
 
 # A failure to reach the upstream (refused, reset, DNS, TLS, timeout) serves this long: long
 # enough that a fleet asking every second makes one attempt a second, short enough that the hub
 # notices the upstream's return almost at once.
 FAILURE_TTL: Final = 1.0
-# A 429 may hold longer than --ttl, as long as the upstream asks, but never past this many TTLs
-# (the sidecar's own waits stop at 10 x --interval for the same reason: a wild Retry-After must
-# not freeze the fleet's view of a key for hours).
-RATE_LIMIT_CEILING: Final = 10
 # Keys whose last answer was not a 200 (random or revoked keys, typos) may spend the upstream
 # budget only while this share of it is left, so a flood of bad keys cannot starve the refresh
 # of the keys the fleet really uses.
@@ -83,8 +80,9 @@ def ttl_for(result: Result, *, ttl: float) -> float:
     if result.outcome in (Outcome.TIMEOUT, Outcome.NETWORK_ERROR):
         return FAILURE_TTL
     if result.outcome is Outcome.RATE_LIMITED and result.retry_after is not None:
-        # TODO(failsafe): use the shared clamp for waits once the schedule module lands.
-        return max(ttl, min(result.retry_after, RATE_LIMIT_CEILING * ttl))
+        # As long as the upstream asks, but within the sidecar's own bounds with --ttl for
+        # --interval: a wild Retry-After must not freeze the fleet's view of a key for hours.
+        return bounded(result.retry_after, ttl, CEILING_INTERVALS * ttl)
     return ttl
 
 

@@ -15,11 +15,10 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from . import __version__
+from ..outcome import Outcome
+from ..redact import label
+from ..runtime.metrics import DURATION_BUCKETS, build_info
 from .cache import KeyFacts
-from .metrics import DURATION_BUCKETS
-from .outcome import Outcome
-from .redact import label
 
 RESULTS = ("hit", "miss", "coalesced", "rejected")
 
@@ -68,17 +67,13 @@ class KeysCollector(Collector):
         yield credit
         yield kill
         yield revoked
-        build = GaugeMetricFamily(
-            "layers_sidecar_build_info", "1; the running version.", labels=["version"]
-        )
-        build.add_metric([__version__], 1)
-        yield build
+        yield build_info()
 
 
 class HubMetrics:
     """The hub's registry and the instruments updated as requests and upstream calls happen."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._requests = Counter(
             "layers_hub_requests",
@@ -102,8 +97,11 @@ class HubMetrics:
             self._requests.labels(result=result)
         for outcome in Outcome:
             self._upstream.labels(outcome=outcome.value)
-        self.registry.register(KeysCollector(source))
         ProcessCollector(registry=self.registry)
+
+    def watch(self, source: Source) -> None:
+        """Derives the per-key gauges from `source` at every scrape."""
+        self.registry.register(KeysCollector(source))
 
     def count(self, result: str) -> None:
         self._requests.labels(result=result).inc()

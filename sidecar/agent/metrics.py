@@ -16,23 +16,15 @@ from prometheus_client import (
     Counter,
     Histogram,
     ProcessCollector,
-    disable_created_metrics,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from . import __version__
-from .outcome import KNOWN_TIERS, Outcome
-from .readiness import Event, Reason, State, Verdict
-from .redact import label
-
-# Whoami is one small JSON answer: most calls take tens of milliseconds; the top buckets catch a
-# struggling upstream before --timeout does.
-# The *_created series only add noise for a single long-lived process; this is an application, so
-# the process-wide switch is ours to flip.
-disable_created_metrics()  # type: ignore[no-untyped-call]
-
-DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+from ..bodies import KNOWN_TIERS
+from ..outcome import Outcome
+from ..readiness import Event, Reason, State, Verdict
+from ..redact import label
+from ..runtime.metrics import DURATION_BUCKETS, build_info
 
 
 class Source(Protocol):
@@ -140,11 +132,7 @@ class StateCollector(Collector):
                 "X-RateLimit-Remaining of the last answer that sent it.",
                 state.rate_limit_remaining,
             )
-        build = GaugeMetricFamily(
-            "layers_sidecar_build_info", "1; the running version.", labels=["version"]
-        )
-        build.add_metric([__version__], 1)
-        yield build
+        yield build_info()
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

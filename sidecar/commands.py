@@ -1,0 +1,122 @@
+"""The command table: which settings each command takes, and where its code is.
+
+A new role plugs in with one `Command(...)` entry: its description, the settings it takes (field
+names of `Settings`; a new setting is one new field there), its own defaults or flag spellings,
+and `run`, the "module:function" of its `async def run(settings, log) -> int`. The CLI builds
+the flags, `--help`, the variable look-up and the one-line errors from the entry, and imports
+`run`'s module only when that command runs, so `check` never loads what `serve` or `hub` need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from .settings import OPTIONS, Settings, load
+
+
+@dataclass(frozen=True)
+class Command:
+    """What one command takes: its options (names in OPTIONS), and where it differs from the
+    table: its own defaults (the demo polls faster), a flag spelt differently for it, or what
+    an option means for it (its --help)."""
+
+    description: str
+    options: frozenset[str]
+    defaults: Mapping[str, str] = field(default_factory=dict)
+    flags: Mapping[str, str] = field(default_factory=dict)
+    helps: Mapping[str, str] = field(default_factory=dict)
+    # "module:function" of the command's `async def (settings, log) -> int`, imported on use.
+    run: str = ""
+
+    def flag(self, name: str) -> str:
+        return self.flags.get(name, OPTIONS[name].flag)
+
+
+_KEY: Final = frozenset({"api_key_file", "api_url", "auth_scheme"})
+_POLL: Final = frozenset({"interval", "timeout", "min_credits", "log_format", "log_level"})
+_LOGS: Final = frozenset({"log_format", "log_level"})
+
+COMMANDS: Final = {
+    "serve": Command(
+        "Poll GET /v1/whoami forever and serve /readyz, /livez, /status and /metrics.",
+        _KEY | _POLL | {"listen", "stale_after", "quitquitquit", "ready_file", "fallback_api_url"},
+        run="sidecar.agent.serve:serve",
+    ),
+    "check": Command(
+        "One boot check for an init container or CI: call GET /v1/whoami, retry transient "
+        "failures (server errors, timeouts, 429 after its Retry-After) with the back-off of "
+        "serve, the last wait cut so that one more attempt fits before --deadline, and exit "
+        "with a code. A 429 asking to wait past --deadline ends it at once (no call before the "
+        "upstream asked). Exit codes: 0 ready, 1 no good answer by --deadline, "
+        "2 configuration error, 3 unauthenticated or client error, 4 billing exhausted, "
+        "5 kill switch or access revoked, 6 credits below --min-credits.",
+        _KEY | _POLL | {"deadline", "fallback_api_url"},
+        helps={
+            "api_key_file": "file holding the key (a mounted Secret), read before each attempt; "
+            "the key itself comes from LAYERS_API_KEY, which has no flag on purpose",
+            "interval": "longest wait between two retries (the back-off doubles from about 1s "
+            "up to this)",
+            "timeout": "limit for one whoami request (cut to what is left of --deadline)",
+            "min_credits": "when set, passing also needs creditBalance >= N (else exit 6)",
+        },
+        run="sidecar.agent.check:run_check",
+    ),
+    "emulate": Command(
+        "A local Layers API emulator: GET /v1/whoami with the upstream's fields, errors and "
+        "headers, and a control API under /_emulator/ to change the scenario at run time. "
+        "It accepts any key of the form lp_<env>_<key_id>_<secret> (letters and digits, e.g. "
+        "lp_test_mykey_NOTaREALsecret), in X-Api-Key or Authorization: Bearer; any other key is "
+        '401 UNAUTHENTICATED "Malformed API key.".',
+        _LOGS | {"emulator_listen", "scenario"},
+        flags={"emulator_listen": "--listen"},
+        run="sidecar.emulator.demo:emulate",
+    ),
+    "demo": Command(
+        "The emulator and the sidecar together in one process on loopback, with the URLs and "
+        "curl lines to try. The first thing to run.",
+        _POLL | {"listen", "stale_after", "auth_scheme", "emulator_listen", "scenario"},
+        # For a newcomer at a terminal: quicker polls, readable logs, loopback only.
+        defaults={"listen": "127.0.0.1:8080", "interval": "2s", "log_format": "console"},
+        run="sidecar.emulator.demo:demo",
+    ),
+    "hub": Command(
+        "Fleet mode: a shared, coalescing short-TTL cache of whoami answers per key in front of "
+        "the Layers API. Sidecars point --api-url at it and keep the real API as "
+        "--fallback-api-url; upstream calls per key stay at about one per --ttl, whatever the "
+        "number of pods. Serves GET /v1/whoami, /readyz, /livez and /metrics.",
+        # No key of its own: it forwards each caller's.
+        _LOGS
+        | {
+            "listen",
+            "api_url",
+            "ttl",
+            "timeout",
+            "max_keys",
+            "max_upstream_rate",
+            "tls_cert_file",
+            "tls_key_file",
+        },
+        helps={
+            "listen": "HOST:PORT of the hub (GET /v1/whoami, /readyz, /livez, /metrics)",
+            "api_url": "base URL of the real Layers API, which the hub calls",
+            "timeout": "limit for one upstream call; past it callers get 504 UPSTREAM_TIMEOUT",
+        },
+        run="sidecar.hub.server:run_hub",
+    ),
+}
+
+
+def load_command(
+    command: str, flags: Mapping[str, str | None], environ: Mapping[str, str]
+) -> Settings:
+    """The Settings of one command, from its entry in COMMANDS."""
+    spec = COMMANDS[command]
+    return load(
+        flags,
+        environ,
+        names=spec.options,
+        overrides=spec.defaults,
+        spelling={name: spec.flag(name) for name in spec.options},
+    )

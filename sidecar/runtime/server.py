@@ -1,0 +1,163 @@
+"""The bounded HTTP server every role listens with, and its bound address as a value.
+
+Hostile clients are bounded here: idle connections are closed after IDLE_TIMEOUT, at most
+`max_connections` are held (the oldest goes first, so a new probe is always taken), the soft
+open-files limit is raised to the hard one at start-up, and aiohttp's own error reports go
+through `errors.py` (at most one JSON line a second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import resource
+import ssl
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Final
+
+import structlog
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from ..settings import ConfigError, Listen
+from ..throttle import Throttle
+from .errors import ERROR_LOG_EVERY, loop_errors, server_logger
+
+Log = structlog.typing.FilteringBoundLogger
+
+# How long shutdown may wait for handlers; they answer from memory, so this is generous.
+SHUTDOWN_TIMEOUT: Final = 1.0
+# An open connection with no request in progress is closed after this long. Probes and scrapes
+# come at most every few seconds, and the kubelet opens a fresh connection for each probe.
+IDLE_TIMEOUT: Final = 20.0
+# Connections held at once, at most; descriptors are kept in reserve for the poller, the key
+# file and the listening socket.
+MAX_CONNECTIONS: Final = 4096
+RESERVED_FDS: Final = 64
+# Pending connections the kernel may queue while the loop is busy (capped by somaxconn).
+BACKLOG: Final = 1024
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where a site listens, once bound (port 0 becomes the port the kernel chose)."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def of(cls, runner: web.BaseRunner) -> Address:
+        host, port = runner.addresses[0][:2]
+        return cls(str(host), int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def url(self, scheme: str = "http") -> str:
+        return f"{scheme}://{self}"
+
+
+def raise_open_files_limit() -> int:
+    """Soft RLIMIT_NOFILE up to the hard one, as Go programs do; returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass  # keep the soft limit; connections are bounded below it anyway
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+class BoundedServer(web.Server):
+    """Holds at most `limit` connections: a new one closes the oldest.
+
+    aiohttp leaves a connection cap to the application
+    (https://github.com/aio-libs/aiohttp/issues/675), and uvicorn's and gunicorn's policy,
+    refusing new connections past the cap, would let idle clients lock the kubelet's probes out;
+    evicting the oldest always takes the new probe. Every answer comes from memory in
+    microseconds, so the oldest connection is, in practice, an idle one. The table is our own,
+    kept from the public connection_made/connection_lost hooks (tested with aiohttp 3.13 and
+    3.14). force_close, because close() only stops a connection's task and leaves its socket.
+    """
+
+    def __init__(self, *args: Any, limit: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limit = limit
+        # Insertion order is age: the first is the oldest connection still open.
+        self._open: OrderedDict[RequestHandler, None] = OrderedDict()
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        self._open[handler] = None
+        if len(self._open) > self.limit:
+            oldest = next(iter(self._open))
+            if oldest is not handler:
+                oldest.force_close()
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        self._open.pop(handler, None)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
+
+
+class BoundedRunner(web.AppRunner):
+    """An AppRunner whose server is a BoundedServer. `_make_server` is the runner's hook for
+    the server it runs (abstract in BaseRunner); the app's start-up is aiohttp's own."""
+
+    def __init__(self, app: web.Application, *, limit: int, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._limit = limit
+        self._handler_kwargs = kwargs
+
+    async def _make_server(self) -> web.Server:
+        made = await super()._make_server()
+        kwargs = {k: v for k, v in self._handler_kwargs.items() if k != "shutdown_timeout"}
+        return BoundedServer(
+            made.request_handler,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            limit=self._limit,
+            **kwargs,
+        )
+
+
+async def start_site(
+    app: web.Application,
+    listen: Listen,
+    log: Log,
+    *,
+    setting: str = "--listen",
+    ssl_context: ssl.SSLContext | None = None,
+) -> web.AppRunner:
+    """Starts listening; a port in use or a bad address is a ConfigError naming `setting`."""
+    throttle = Throttle(ERROR_LOG_EVERY)
+    asyncio.get_running_loop().set_exception_handler(loop_errors(log, throttle))
+    open_files = raise_open_files_limit()
+    runner = BoundedRunner(
+        app,
+        limit=max(16, min(MAX_CONNECTIONS, open_files - RESERVED_FDS)),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        keepalive_timeout=IDLE_TIMEOUT,
+        logger=server_logger(log, throttle),
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(
+            runner, listen.host, listen.port, backlog=BACKLOG, ssl_context=ssl_context
+        ).start()
+    except OSError as error:
+        await runner.cleanup()
+        problem = (
+            "address already in use"
+            if error.errno == errno.EADDRINUSE
+            else (error.strerror or str(error))
+        )
+        raise ConfigError(setting, f"cannot listen on {listen}: {problem}") from None
+    return runner
