@@ -222,3 +222,77 @@ def test_numbers_beyond_a_float_are_invalid_not_a_crash(balance: str) -> None:
     result = classify(Answer(status=200, body=body.encode()), NOW)
     assert result.outcome is Outcome.INVALID_RESPONSE
     assert "creditBalance" in result.detail
+
+
+# Hostile bodies, classified in process: a switch stated where only a lenient reader finds it.
+
+DEEP = "[" * 100_000 + "]" * 100_000
+GOOD_TEXT = json.dumps(WHOAMI)[1:-1]
+
+HIDDEN_SWITCHES = [
+    pytest.param(
+        200, '{"pad": ' + DEEP + ', "killSwitch": true}', Outcome.KILL_SWITCH, id="after-deep"
+    ),
+    pytest.param(
+        200,
+        "{" + GOOD_TEXT + ', "debug": undefined, "apiAccessRevoked": true}',
+        Outcome.ACCESS_REVOKED,
+        id="after-a-literal-json-lacks",
+    ),
+    pytest.param(
+        200,
+        b"\xef\xbb\xbf" + json.dumps({**WHOAMI, "killSwitch": True}).encode(),
+        Outcome.KILL_SWITCH,
+        id="behind-a-utf8-bom",
+    ),
+    pytest.param(
+        200,
+        json.dumps({**WHOAMI, "killSwitch": True}).encode("utf-16"),
+        Outcome.KILL_SWITCH,
+        id="in-utf16",
+    ),
+    pytest.param(
+        503,
+        '{"error": {"details": ' + DEEP + ', "code": "KILL_SWITCH"}}',
+        Outcome.KILL_SWITCH,
+        id="503-code-after-deep-details",
+    ),
+    pytest.param(
+        503,
+        '{"error": {"details": nope, "code": "KILL_\\u0053WITCH"}}',
+        Outcome.KILL_SWITCH,
+        id="503-code-escaped-after-garbage",
+    ),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "outcome"), HIDDEN_SWITCHES)
+def test_a_switch_stated_after_an_unparseable_member_or_in_utf16_is_a_hard_stop(
+    status: int, body: str | bytes, outcome: Outcome
+) -> None:
+    data = body.encode() if isinstance(body, str) else body
+    result = classify(Answer(status=status, body=data), NOW)
+    assert result.outcome is outcome
+    assert result.outcome.hard_stop
+
+
+CUT_SHORT = [
+    pytest.param(
+        200, b'{"killSwitch": true, "padding": "xxx', Failure.NETWORK, Outcome.KILL_SWITCH
+    ),
+    pytest.param(200, b'{"apiAccessRevoked": true, "pad', Failure.TIMEOUT, Outcome.ACCESS_REVOKED),
+    pytest.param(
+        503,
+        b'{"error": {"code": "KILL_SWITCH", "message": "',
+        Failure.TIMEOUT,
+        Outcome.KILL_SWITCH,
+    ),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "failure", "outcome"), CUT_SHORT)
+def test_a_switch_stated_before_the_body_is_cut_short_wins_over_the_failure(
+    status: int, body: bytes, failure: Failure, outcome: Outcome
+) -> None:
+    answer = Answer(status=status, body=body, failure=failure, detail="cut")
+    assert classify(answer, NOW).outcome is outcome

@@ -1,4 +1,5 @@
-"""Properties of the switch search (`outcome.stated_switches`) over bodies hypothesis makes up.
+"""The JSON reading of upstream bodies (`jsonscan`): properties of the switch search
+(`stated_switches`) over bodies hypothesis makes up.
 
 A switch stated at the top level is found whatever comes before it (a value that does not parse,
 nesting too deep to parse) and in any encoding json.loads reads; and a switch that is not stated

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import resource
 from collections.abc import Awaitable, Callable
 
 import pytest
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from structlog.testing import capture_logs
 
 from sidecar import __version__
 from sidecar.agent.metrics import Metrics
 from sidecar.agent.probes import make_app, status_document
 from sidecar.outcome import Answer, Failure, classify
 from sidecar.readiness import Instant, Reason, State, Verdict, advance, verdict
-from sidecar.runtime import server
-from sidecar.runtime.server import Address, BoundedServer, raise_open_files_limit, start_site
-from sidecar.settings import Listen
 from tests.support import WHOAMI_PARSED as WHOAMI
 from tests.support import FakeSource, error, ok
 
@@ -233,99 +226,3 @@ async def test_metrics_negotiates_openmetrics(client: Client) -> None:
     )
     assert negotiated.headers["Content-Type"].startswith("application/openmetrics-text")
     assert (await negotiated.text()).endswith("# EOF\n")
-
-
-# Hostile clients: bounded connections, rate-limited error lines, the open-files limit.
-
-
-def test_the_soft_open_files_limit_is_raised_to_the_hard_one() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
-        raised = raise_open_files_limit()
-        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == raised
-        assert raised == (hard if hard != resource.RLIM_INFINITY else max(256, 1 << 20))
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-async def test_past_the_connection_limit_the_oldest_goes_and_a_probe_still_gets_in(
-    source: FakeSource,
-) -> None:
-    source.current = Verdict(True, Reason.OK)
-    metrics = Metrics()
-    metrics.watch(source)
-    runner = await start_site(
-        make_app(source, metrics.registry), Listen("127.0.0.1", 0), structlog.get_logger()
-    )
-    try:
-        assert isinstance(runner.server, BoundedServer)
-        runner.server.limit = 4
-        port = Address.of(runner).port
-        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        async with asyncio.timeout(10):
-            answer = await reader.read()
-            # The oldest idle connection was closed to make room: it reads end-of-file.
-            assert await idle[0][0].read() == b""
-        assert answer.startswith(b"HTTP/1.1 200")
-        assert answer.endswith(b"ok\n")
-        assert runner.server.open_connections <= 4
-        for _, other in [*idle, (reader, writer)]:
-            other.close()
-        await asyncio.gather(
-            *(other.wait_closed() for _, other in [*idle, (reader, writer)]),
-            return_exceptions=True,
-        )
-    finally:
-        await runner.cleanup()
-
-
-async def test_a_malformed_request_is_one_json_line_not_a_traceback(
-    source: FakeSource, capsys: pytest.CaptureFixture[str]
-) -> None:
-    metrics = Metrics()
-    metrics.watch(source)
-    with capture_logs() as logs:
-        runner = await start_site(
-            make_app(source, metrics.registry), Listen("127.0.0.1", 0), structlog.get_logger()
-        )
-        try:
-            port = Address.of(runner).port
-            for _ in range(20):
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.write(b"GET /readyz HTTP/1.1\r\nBad Header\r\n\r\n")
-                async with asyncio.timeout(10):
-                    assert b" 400 " in (await reader.read()).split(b"\r\n")[0]
-                writer.close()
-                await writer.wait_closed()
-        finally:
-            await runner.cleanup()
-    errors = [line for line in logs if line["event"] == "http error"]
-    assert len(errors) == 1  # twenty bad requests within a second: one line
-    assert "Traceback" not in capsys.readouterr().err
-
-
-async def test_an_idle_connection_is_closed_after_the_idle_timeout(
-    source: FakeSource, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(server, "IDLE_TIMEOUT", 0.2)
-    metrics = Metrics()
-    metrics.watch(source)
-    runner = await start_site(
-        make_app(source, metrics.registry), Listen("127.0.0.1", 0), structlog.get_logger()
-    )
-    try:
-        port = Address.of(runner).port
-        silent = await asyncio.open_connection("127.0.0.1", port)
-        half = await asyncio.open_connection("127.0.0.1", port)
-        half[1].write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")  # and never the end of it
-        async with asyncio.timeout(10):
-            assert await silent[0].read() == b""
-            assert await half[0].read() == b""
-        for _, writer in (silent, half):
-            writer.close()
-            await writer.wait_closed()
-    finally:
-        await runner.cleanup()

@@ -1,5 +1,5 @@
-"""The hub's small pure parts, without a process: which key a request carries, which upstream
-headers pass, and what a failed upstream call becomes."""
+"""The hub's upstream side, without a process: which upstream headers pass, and what a failed
+upstream call becomes."""
 
 from __future__ import annotations
 
@@ -7,48 +7,8 @@ import json
 
 import pytest
 
-from sidecar.hub.server import usable_key
 from sidecar.hub.upstream import MAX_PASSED_BODY, passed, stored
 from sidecar.outcome import Answer, Failure, classify
-from sidecar.settings import AuthScheme
-from tests.support import FAKE_KEY, OTHER_KEY
-
-
-@pytest.mark.parametrize(
-    ("headers", "expected"),
-    [
-        ({"X-Api-Key": FAKE_KEY}, (FAKE_KEY, AuthScheme.X_API_KEY)),
-        ({"X-Api-Key": f"  {FAKE_KEY} "}, (FAKE_KEY, AuthScheme.X_API_KEY)),
-        ({"Authorization": f"Bearer {FAKE_KEY}"}, (FAKE_KEY, AuthScheme.BEARER)),
-        ({"Authorization": f"bearer {FAKE_KEY}"}, (FAKE_KEY, AuthScheme.BEARER)),
-        # X-Api-Key first, as Layers reads it; the Bearer token is then ignored.
-        (
-            {"X-Api-Key": FAKE_KEY, "Authorization": f"Bearer {OTHER_KEY}"},
-            (FAKE_KEY, AuthScheme.X_API_KEY),
-        ),
-    ],
-)
-def test_the_key_is_read_as_layers_reads_it(
-    headers: dict[str, str], expected: tuple[str, AuthScheme]
-) -> None:
-    assert usable_key(headers) == expected
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {},
-        {"X-Api-Key": ""},
-        {"X-Api-Key": "   "},
-        {"Authorization": f"Basic {FAKE_KEY}"},
-        {"Authorization": "Bearer "},
-        {"X-Api-Key": "lp_test_k1_" + "a" * 600},
-        {"X-Api-Key": "lp_test_k1_é"},
-        {"X-Api-Key": "lp test k1"},
-    ],
-)
-def test_no_usable_key_is_none(headers: dict[str, str]) -> None:
-    assert usable_key(headers)[0] is None
 
 
 def test_only_the_headers_a_sidecar_reads_pass() -> None:
