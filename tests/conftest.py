@@ -5,18 +5,38 @@
 - `tools`: the deploy and monitoring files checked with real tools (the Helm engine,
   kubernetes-validate, promtool, hadolint, kubectl); a few seconds.
 
-`pytest -m "not e2e"` is the quick loop; `make test` runs everything. A module missing from
-KINDS counts as `e2e` (the quick loop never pays for a process by surprise) until it is listed.
-Shared builders live in `tests/support.py`, `tests/tools.py`, `tests/monitoring.py`,
-`tests/dockerfile.py`, `tests/k8s.py`, `tests/image.py` (build) and `tests/container.py` (run);
-a test module never imports another test module.
+`pytest -m inprocess` is the quick loop (nothing to install as root, under 30 s on two cores);
+`make test` runs everything. A module missing from KINDS counts as `e2e` (the quick loop never
+pays for a process by surprise) until it is listed. Each source module `sidecar/<role>/<name>.py`
+has its tests in `tests/test_<role>_<name>.py` (`tests/test_<name>.py` for the core at the top of
+`sidecar/`); the other modules test behaviour across modules (processes, tools, the image).
+Shared builders live in `tests/support.py`, `tests/strategies.py` (hypothesis), `tests/tools.py`,
+`tests/monitoring.py`, `tests/dockerfile.py`, `tests/k8s.py`, `tests/image.py` (build) and
+`tests/container.py` (run); a test module never imports another test module.
+
+Hypothesis runs a profile: `dev` (few examples, the quick loop's pace) unless CI=true, which
+selects `ci` (the full count). HYPOTHESIS_PROFILE names one explicitly.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Final
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The machine is shared and noisy: no per-example deadline, and slow generation is no failure.
+settings.register_profile(
+    "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE")
+    or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
+)
 
 KINDS: Final = {
     "test_hub_cache": "inprocess",

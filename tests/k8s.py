@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from functools import cache
@@ -302,3 +303,22 @@ def admits(
             if namespace_ok and selects(peer.get("podSelector"), labels):
                 return True
     return False
+
+
+def parent_chart(
+    directory: Path, *, values: str, deployment: str, app_version: str | None = None
+) -> Path:
+    """A user's chart `shop` under `directory`, with layers-readiness as a dependency (a copy of
+    this chart), the given values.yaml and one templates/deployment.yaml."""
+    root = directory / "shop"
+    (root / "templates").mkdir(parents=True)
+    version = f"appVersion: '{app_version}'\n" if app_version else ""
+    (root / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: shop\nversion: 1.0.0\n"
+        + version
+        + "dependencies:\n  - name: layers-readiness\n    version: 0.1.0\n"
+    )
+    (root / "values.yaml").write_text(values)
+    (root / "templates" / "deployment.yaml").write_text(deployment)
+    shutil.copytree(CHART_DIR, root / "charts" / "layers-readiness")
+    return root

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import trustme
+
 from sidecar.bodies import Whoami
 from sidecar.outcome import Answer
 from sidecar.readiness import STARTING, State, Verdict
@@ -42,7 +44,9 @@ __all__ = [
     "FakeSource",
     "Process",
     "Reply",
+    "Tls",
     "assert_alive",
+    "certificates",
     "clean_env",
     "command",
     "emulator",
@@ -161,3 +165,26 @@ def wait_event(
 def assert_alive(sc: Process) -> None:
     assert sc.proc.poll() is None, sc.stderr
     assert sc.get("/livez").status == 200
+
+
+@dataclass(frozen=True)
+class Tls:
+    """Test TLS files: a CA to trust, and a server certificate (with its chain) and key it
+    signed."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def certificates(directory: Path, *hosts: str) -> Tls:
+    """A fresh CA and a certificate it issued for `hosts` (127.0.0.1 when none), made in process
+    by trustme, written as PEM files under `directory`."""
+    ca = trustme.CA()
+    issued = ca.issue_cert(*(hosts or ("127.0.0.1",)))
+    tls = Tls(directory / "ca.crt", directory / "tls.crt", directory / "tls.key")
+    ca.cert_pem.write_to_path(str(tls.ca))
+    for n, pem in enumerate(issued.cert_chain_pems):
+        pem.write_to_path(str(tls.cert), append=n > 0)
+    issued.private_key_pem.write_to_path(str(tls.key))
+    return tls

@@ -85,13 +85,22 @@ def test_after_a_good_answer() -> None:
     assert samples[info] == 1
 
 
-def tiers_of(state: State) -> dict[str, float]:
-    samples = scrape(FakeSource(state, Verdict(True, Reason.OK)))
+def tiers_of(state: State, metrics: Metrics | None = None) -> dict[str, float]:
+    """The tier series of one scrape; of `metrics` when given (its source must be `state`'s)."""
+    samples = scrape(FakeSource(state, Verdict(True, Reason.OK)), metrics)
     return {
         key.split('"')[1]: value
         for key, value in samples.items()
         if key.startswith("layers_rate_limit_tier")
     }
+
+
+def tier_series(metrics: Metrics) -> dict[str, float]:
+    """The tier gauge of one collection of the registry, without rendering the whole scrape."""
+    for family in metrics.registry.collect():
+        if family.name == "layers_rate_limit_tier":
+            return {sample.labels["tier"]: sample.value for sample in family.samples}
+    raise AssertionError("no layers_rate_limit_tier")
 
 
 def test_tier_gauge_shows_an_unknown_tier_only_while_it_is_current() -> None:
@@ -103,11 +112,21 @@ def test_tier_gauge_shows_an_unknown_tier_only_while_it_is_current() -> None:
         "internal": 0,
         "platinum": 1,
     }
-    # A thousand invented tiers later, the series are the four known ones and the current one.
+    # A thousand invented tiers later, scraped from the same registry, the series are the four
+    # known ones and the current one.
+    source = FakeSource(platinum, Verdict(True, Reason.OK))
+    metrics = Metrics()
+    metrics.watch(source)
     for n in range(1000):
-        tiers_of(State(whoami=replace(WHOAMI, rate_limit_tier=f"tier-{n}")))
-    back = State(whoami=replace(WHOAMI, rate_limit_tier="partner"))
-    assert tiers_of(back) == {"standard": 0, "pilot": 0, "partner": 1, "internal": 0}
+        source.state = State(whoami=replace(WHOAMI, rate_limit_tier=f"tier-{n}"))
+        assert len(tier_series(metrics)) == 5
+    source.state = State(whoami=replace(WHOAMI, rate_limit_tier="partner"))
+    assert tiers_of(source.state, metrics) == {
+        "standard": 0,
+        "pilot": 0,
+        "partner": 1,
+        "internal": 0,
+    }
 
 
 @pytest.mark.parametrize("bad", ["\ud800", "a\nb", "x" * 500, "lp_[redacted]"])

@@ -3,8 +3,8 @@
 Networks that intercept TLS present their own CA. The chart mounts a bundle with `extraVolumes`
 and `extraVolumeMounts` and points `SSL_CERT_FILE` at it (`ci/platform-values.yaml`). Here the
 sidecar container of that scenario runs as written against the emulator behind a TLS proxy whose
-certificate a throwaway CA (made by `openssl`) signed: with the bundle at the mounted path it
-answers ready; without it, every poll is a TLS failure (`network_error`) and it never is.
+certificate a throwaway CA (made in process by trustme) signed: with the bundle at the mounted
+path it answers ready; without it, every poll is a TLS failure (`network_error`) and it never is.
 
 Substituted, as in tests/test_manifests_run.py: the API URL (the proxy), the key file (a fake
 key), the listen address, and the mount's root (a temporary directory standing for `/`). The
@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import functools
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,48 +25,18 @@ from typing import Any
 import yaml
 
 from tests.k8s import CHART_DIR, Obj, container, pod_spec, render_chart
-from tests.support import FAKE_KEY, Process, clean_env, emulator, free_port, start, wait_for
-from tests.tools import tool
+from tests.support import (
+    FAKE_KEY,
+    Process,
+    certificates,
+    clean_env,
+    emulator,
+    free_port,
+    start,
+    wait_for,
+)
 
 SIDECAR = "layers-readiness"
-
-
-def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA, and a certificate for 127.0.0.1 it signed: (ca.crt, server.crt, server.key)."""
-    openssl = tool("openssl")
-    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], cwd=directory, capture_output=True, check=True, timeout=60)
-
-    ca_subject = "/CN=layers-readiness test CA"
-    run(
-        "req",
-        "-x509",
-        *curve,
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "1",
-        "-subj",
-        ca_subject,
-    )
-    run("req", *curve, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-    # what a strict verifier (Python 3.13's default) wants of a server certificate
-    (directory / "san.ext").write_text(
-        "subjectAltName=IP:127.0.0.1\n"
-        "basicConstraints=CA:FALSE\n"
-        "keyUsage=digitalSignature\n"
-        "extendedKeyUsage=serverAuth\n"
-        "authorityKeyIdentifier=keyid,issuer\n"
-    )
-    run(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "san.ext",
-    )  # fmt: skip
-    return directory / "ca.crt", directory / "server.crt", directory / "server.key"
 
 
 @contextlib.contextmanager
@@ -167,9 +136,10 @@ def test_the_mounted_ca_bundle_is_what_the_sidecar_trusts(tmp_path: Path) -> Non
     (mount,) = [m for m in c["volumeMounts"] if bundle_path.startswith(m["mountPath"] + "/")]
     assert mount["name"] in {v["name"] for v in spec["volumes"]}
 
-    certificates = tmp_path / "pki"
-    certificates.mkdir()
-    ca, cert, key = make_certificates(certificates)
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    tls = certificates(pki)
+    ca, cert, key = tls.ca, tls.cert, tls.key
     root = tmp_path / "pod"
     (root / bundle_path.lstrip("/")).parent.mkdir(parents=True)
     (root / bundle_path.lstrip("/")).write_bytes(ca.read_bytes())

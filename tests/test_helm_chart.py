@@ -30,6 +30,7 @@ from tests.k8s import (
     container,
     env_value,
     load_documents,
+    parent_chart,
     pod_spec,
     render_chart,
     render_notes,
@@ -337,23 +338,19 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def parent_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A user's chart with layers-readiness as a dependency, using the named templates."""
-    root = tmp_path_factory.mktemp("parent") / "shop"
-    (root / "templates").mkdir(parents=True)
-    (root / "Chart.yaml").write_text(
-        "apiVersion: v2\nname: shop\nversion: 1.0.0\nappVersion: '9.9.9'\n"
-        "dependencies:\n  - name: layers-readiness\n    version: 0.1.0\n"
+    return parent_chart(
+        tmp_path_factory.mktemp("parent"),
+        values="layers-readiness:\n  example:\n    enabled: false\n",
+        deployment=PARENT_DEPLOYMENT,
+        app_version="9.9.9",
     )
-    (root / "values.yaml").write_text("layers-readiness:\n  example:\n    enabled: false\n")
-    (root / "templates" / "deployment.yaml").write_text(PARENT_DEPLOYMENT)
-    shutil.copytree(CHART_DIR, root / "charts" / "layers-readiness")
-    return root
 
 
 @pytest.mark.parametrize("mode", ["native", "classic"])
-def test_named_templates_work_from_a_parent_chart(parent_chart: Path, mode: str) -> None:
-    with helm_python.Chart.load(parent_chart) as chart:
+def test_named_templates_work_from_a_parent_chart(shop: Path, mode: str) -> None:
+    with helm_python.Chart.load(shop) as chart:
         rendered = chart.render(
             {"layers-readiness": {"wiring": {"mode": mode}}}, name="web", namespace="shop"
         )
@@ -383,8 +380,8 @@ def test_named_templates_work_from_a_parent_chart(parent_chart: Path, mode: str)
         assert [c["name"] for c in spec["containers"]] == ["shop", "layers-readiness"]
 
 
-def test_native_mode_refused_below_kubernetes_1_29(parent_chart: Path) -> None:
-    with helm_python.Chart.load(parent_chart) as chart:
+def test_native_mode_refused_below_kubernetes_1_29(shop: Path) -> None:
+    with helm_python.Chart.load(shop) as chart:
         with pytest.raises(helm_python.HelmRenderError, match=r"need Kubernetes 1\.29"):
             chart.render({"clusterVersion": "v1.28.3"}, name="web")
         classic = {"clusterVersion": "v1.28.3", "layers-readiness": {"wiring": {"mode": "classic"}}}
@@ -538,8 +535,8 @@ def test_values_table_notices_a_new_value(tmp_path: Path) -> None:
     )
 
 
-def test_a_parent_chart_s_global_image_registry_reaches_the_sidecar(parent_chart: Path) -> None:
-    with helm_python.Chart.load(parent_chart) as chart:
+def test_a_parent_chart_s_global_image_registry_reaches_the_sidecar(shop: Path) -> None:
+    with helm_python.Chart.load(shop) as chart:
         rendered = chart.render(
             {"global": {"imageRegistry": "mirror.example.com"}}, name="web", namespace="shop"
         )

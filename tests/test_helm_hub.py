@@ -9,7 +9,6 @@ nothing else; and every wired container calls that Service first and the real AP
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from tests.k8s import (
     all_containers,
     env_value,
     load_documents,
+    parent_chart,
     pod_labels,
     pod_spec,
     render_chart,
@@ -503,25 +503,18 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def parent_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A user's chart with layers-readiness (and its hub) as a dependency."""
-    root = tmp_path_factory.mktemp("parent") / "shop"
-    (root / "templates").mkdir(parents=True)
-    (root / "Chart.yaml").write_text(
-        "apiVersion: v2\nname: shop\nversion: 1.0.0\n"
-        "dependencies:\n  - name: layers-readiness\n    version: 0.1.0\n"
+    return parent_chart(
+        tmp_path_factory.mktemp("parent"),
+        values="passRelease: true\n"
+        "layers-readiness:\n  example:\n    enabled: false\n  hub:\n    enabled: true\n",
+        deployment=PARENT_DEPLOYMENT,
     )
-    (root / "values.yaml").write_text(
-        "passRelease: true\n"
-        "layers-readiness:\n  example:\n    enabled: false\n  hub:\n    enabled: true\n"
-    )
-    (root / "templates" / "deployment.yaml").write_text(PARENT_DEPLOYMENT)
-    shutil.copytree(CHART_DIR, root / "charts" / "layers-readiness")
-    return root
 
 
-def test_a_parent_chart_s_pods_call_the_hub_it_deploys(parent_chart: Path) -> None:
-    with helm_python.Chart.load(parent_chart) as chart:
+def test_a_parent_chart_s_pods_call_the_hub_it_deploys(shop: Path) -> None:
+    with helm_python.Chart.load(shop) as chart:
         rendered = chart.render({}, name="web", namespace="shop")
     objects = [
         obj
@@ -533,19 +526,19 @@ def test_a_parent_chart_s_pods_call_the_hub_it_deploys(parent_chart: Path) -> No
         for version in K8S_VERSIONS:
             validate(obj, version)
     (service,) = of_kind(objects, "Service")
-    shop = named(objects, "Deployment", "web-shop")
-    (sidecar,) = pod_spec(shop)["initContainers"]
+    deployment = named(objects, "Deployment", "web-shop")
+    (sidecar,) = pod_spec(deployment)["initContainers"]
     url = urlsplit(env_value(sidecar, "LAYERS_API_URL") or "")
     assert url.hostname == f"{service['metadata']['name']}.shop.svc"
     assert url.port == service["spec"]["ports"][0]["port"]
     assert env_value(sidecar, "LAYERS_FALLBACK_API_URL") == REAL_API
     policy = of_kind(objects, "NetworkPolicy")[0]
-    assert admits(policy, labels=pod_labels(shop), namespace_labels={}, same=True)
+    assert admits(policy, labels=pod_labels(deployment), namespace_labels={}, same=True)
 
 
-def test_a_parent_chart_that_does_not_pass_its_release_is_told_how(parent_chart: Path) -> None:
+def test_a_parent_chart_that_does_not_pass_its_release_is_told_how(shop: Path) -> None:
     with (
-        helm_python.Chart.load(parent_chart) as chart,
+        helm_python.Chart.load(shop) as chart,
         pytest.raises(helm_python.HelmRenderError, match=r"add \"release\" \.Release\.Name"),
     ):
         chart.render({"passRelease": False}, name="web", namespace="shop")

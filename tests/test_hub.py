@@ -24,6 +24,7 @@ from tests.support import (
     Emulator,
     Process,
     Reply,
+    certificates,
     clean_env,
     command,
     emulator,
@@ -404,41 +405,14 @@ def test_livez_and_readyz_say_whether_the_hub_serves(upstream: Emulator, tmp_pat
 # TLS.
 
 
-def self_signed(tmp: Path) -> tuple[Path, Path]:
-    cert, key = tmp / "tls.crt", tmp / "tls.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=layers-hub",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
-
-
 def test_https_with_a_certificate_the_sidecar_trusts(
     upstream: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cert, key = self_signed(tmp_path)
+    tls = certificates(tmp_path)
+    cert, key = tls.cert, tls.key
     port = free_port()
     url = f"https://127.0.0.1:{port}"
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # for this test's own HTTPS client
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca))  # for this test's own HTTPS client
     env = clean_env(LAYERS_API_URL=upstream.url, LAYERS_SIDECAR_LISTEN=f"127.0.0.1:{port}")
     process = start(
         ["hub", "--tls-cert-file", str(cert), "--tls-key-file", str(key)],
@@ -454,7 +428,7 @@ def test_https_with_a_certificate_the_sidecar_trusts(
         assert header(reply, "X-Layers-Hub") == "miss"
         with pytest.raises((OSError, HTTPException)):
             http_get(f"http://127.0.0.1:{port}/livez")  # HTTPS only: plain HTTP is refused
-        with sidecar(tmp_path, url, SSL_CERT_FILE=str(cert)) as sc:
+        with sidecar(tmp_path, url, SSL_CERT_FILE=str(tls.ca)) as sc:
             wait_for(lambda: sc.get("/readyz").status == 200, what="the sidecar ready via HTTPS")
     finally:
         process.stop()

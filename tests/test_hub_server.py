@@ -88,7 +88,8 @@ async def hub_client(
     metrics.watch(hub)
     app = make_app(hub, metrics)
     counted = Counted()
-    app[COUNT] = counted
+    counter: Callable[[str], None] = counted
+    app[COUNT] = counter
     return await aiohttp_client(app), metrics, counted
 
 

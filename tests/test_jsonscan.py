@@ -11,20 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar.jsonscan import Stated, stated_switches
+from tests.strategies import json_values
 from tests.support import WHOAMI as GOOD
 
-thorough = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-json_values = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=12,
-)
 # Values that stop json.loads, written as a member's value.
 UNPARSEABLE: Final = (
     "undefined",
@@ -50,7 +43,6 @@ def member(name: str, value: Any) -> str:
     name=st.sampled_from(NAMES),
     encoding=st.sampled_from(ENCODINGS),
 )
-@thorough
 def test_a_switch_stated_after_anything_is_found(
     before: dict[str, Any], garbage: str, name: str, encoding: str
 ) -> None:
@@ -77,7 +69,6 @@ def test_a_switch_stated_after_anything_is_found(
     ),
     garbage=st.sampled_from(UNPARSEABLE[:4]),
 )
-@thorough
 def test_a_switch_only_quoted_nested_or_false_is_never_found(
     extra: dict[str, Any], quoted: str, garbage: str
 ) -> None:

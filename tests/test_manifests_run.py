@@ -64,6 +64,8 @@ from tests.support import (
     FAKE_SECRET,
     Emulator,
     Process,
+    Tls,
+    certificates,
     clean_env,
     command,
     emulator,
@@ -72,7 +74,6 @@ from tests.support import (
     start,
     wait_for,
 )
-from tests.tools import tool
 
 pytestmark = pytest.mark.e2e
 
@@ -148,15 +149,6 @@ def image() -> Image:
 
 
 @dataclass(frozen=True)
-class Tls:
-    """A certificate and key standing for the hub's TLS Secret; the certificate also stands
-    for the CA bundle the wired containers trust (it is self-signed)."""
-
-    cert: Path
-    key: Path
-
-
-@dataclass(frozen=True)
 class Hub:
     """A hub a wired container must call: the URL its manifest names, and the local one."""
 
@@ -222,7 +214,9 @@ def prepare(
             continue
         assert tls is not None, f"{c['name']} needs TLS files this test did not make"
         assert mounted_from(manifest.spec, c, env[name]) == kind, f"{c['name']}: {name}"
-        local_file = tls.key if name == "LAYERS_HUB_TLS_KEY_FILE" else tls.cert
+        local_file = {"LAYERS_HUB_TLS_KEY_FILE": tls.key, "SSL_CERT_FILE": tls.ca}.get(
+            name, tls.cert
+        )
         substituted[name] = (env[name], str(local_file))
         env[name] = str(local_file)
 
@@ -508,22 +502,6 @@ class Fleet:
         return Hub(self.declared_url, url, self.tls)
 
 
-def self_signed(tmp: Path, host: str) -> Tls:
-    """A certificate for `host` as the sidecars name it, and for 127.0.0.1 where it runs here."""
-    tls = Tls(tmp / "tls.crt", tmp / "tls.key")
-    subprocess.run(
-        [
-            *(tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host},IP:127.0.0.1"),
-            *("-keyout", str(tls.key), "-out", str(tls.cert)),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return tls
-
-
 def service_port(service: Obj, url: str) -> int | str:
     """The Service's targetPort that `url` (http://NAME[.NAMESPACE.svc]:PORT) reaches."""
     parts = urlsplit(url)
@@ -561,7 +539,9 @@ def fleets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Fleet]:
         assert resolve_port(hub_c, service_port(service, declared)) == int(listen.rsplit(":", 1)[1])
         tls = None
         if urlsplit(declared).scheme == "https":
-            tls = self_signed(tmp_path_factory.mktemp(name), urlsplit(declared).hostname or "")
+            tls = certificates(
+                tmp_path_factory.mktemp(name), urlsplit(declared).hostname or "", "127.0.0.1"
+            )
         built[name] = Fleet(app_manifest, hub_manifest, declared, tls)
     return built
 
@@ -580,7 +560,7 @@ def run_hub(
         scheme = "http"
         if fleet.tls:
             scheme = "https"
-            monkeypatch.setenv("SSL_CERT_FILE", str(fleet.tls.cert))  # this test's own client
+            monkeypatch.setenv("SSL_CERT_FILE", str(fleet.tls.ca))  # this test's own client
         process = start(
             prepared.args,
             env=prepared.env,

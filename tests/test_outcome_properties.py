@@ -11,13 +11,14 @@ import math
 import sys
 from typing import Any, Final
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from sidecar.bodies import parse_whoami
 from sidecar.jsonscan import stated_switches
 from sidecar.outcome import Answer, Failure, Outcome, classify
 from sidecar.readiness import STARTING, Instant, State, advance, verdict
+from tests.strategies import json_values
 from tests.support import WHOAMI as GOOD
 
 # What each field must be; every other JSON type is wrong for it.
@@ -34,15 +35,6 @@ KINDS: Final = {
 KINDS_OF_JSON: Final = ("null", "boolean", "integer", "float", "string", "array", "object")
 ALLOWED: Final = {"string": {"string"}, "boolean": {"boolean"}, "number": {"integer", "float"}}
 NOW: Final = 1_800_000_000.0
-# The machine is shared and noisy: no per-example deadline, and slow generation is no failure.
-thorough = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-json_values = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=12,
-)
 
 
 def of_type(kind: str) -> st.SearchStrategy[Any]:
@@ -91,7 +83,6 @@ def mistyped_bodies(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 @example(("creditBalance", {**GOOD, "creditBalance": math.nan}))
 @example(("killSwitch", {**GOOD, "killSwitch": 0}))
 @example(("apiAccessRevoked", {**GOOD, "apiAccessRevoked": "false"}))
-@thorough
 def test_a_mistyped_field_is_never_ok_and_never_raises(case: tuple[str, dict[str, Any]]) -> None:
     body = case[1]
     assert isinstance(parse_whoami(dumps(body)), str)
@@ -109,7 +100,6 @@ def test_a_mistyped_field_is_never_ok_and_never_raises(case: tuple[str, dict[str
 
 
 @given(st.sampled_from(sorted(KINDS)), st.sampled_from(KINDS_OF_JSON), st.data())
-@thorough
 def test_every_field_given_every_wrong_type_is_invalid(
     field: str, kind: str, data: st.DataObject
 ) -> None:
@@ -127,7 +117,6 @@ def test_every_field_given_every_wrong_type_is_invalid(
 
 
 @given(st.sampled_from(sorted(KINDS)))
-@thorough
 def test_a_missing_field_is_invalid(field: str) -> None:
     body = {k: v for k, v in GOOD.items() if k != field}
     result = classify(ok_answer(dumps(body)), NOW)
@@ -136,7 +125,6 @@ def test_a_missing_field_is_invalid(field: str) -> None:
 
 
 @given(json_values)
-@thorough
 def test_any_json_document_is_never_ok_unless_it_is_a_whoami(value: Any) -> None:
     result = classify(ok_answer(dumps(value)), NOW)
     assert result.outcome in (
@@ -151,7 +139,6 @@ def test_any_json_document_is_never_ok_unless_it_is_a_whoami(value: Any) -> None
 @given(st.binary(max_size=600), st.integers(min_value=100, max_value=999), st.booleans())
 @example(b"[" * 100_000, 200, False)  # nesting deep enough to hit the recursion limit
 @example(b'{"error": {"code": "KILL_SWITCH"}}', 503, True)
-@thorough
 def test_any_bytes_with_any_status_never_raise(body: bytes, status: int, too_large: bool) -> None:
     result = classify(Answer(status=status, body=body, too_large=too_large), NOW)
     if status != 200 or too_large:
@@ -194,7 +181,6 @@ any_answers = st.one_of(
     st.floats(min_value=0, max_value=200),
     st.none() | st.floats(min_value=0, max_value=5000),
 )
-@thorough
 def test_a_malformed_body_never_makes_a_pod_ready(
     history: list[tuple[Answer, float]],
     malformed: Answer,
@@ -224,7 +210,6 @@ def test_a_malformed_body_never_makes_a_pod_ready(
 
 
 @given(st.lists(malformed_answers, min_size=1, max_size=6))
-@thorough
 def test_only_malformed_bodies_from_the_start_stay_starting(answers: list[Answer]) -> None:
     state = State()
     for step, answer in enumerate(answers):
@@ -271,7 +256,6 @@ def bodies_stating_a_switch(draw: st.DrawFn) -> tuple[str, bytes]:
 @example(("killSwitch", b'{"killSwitch": true, "killSwitch": false}'), [], 90.0, False)
 @example(("killSwitch", b'{"killSwitch": false, "killSwitch": true}'), [], 90.0, False)
 @example(("apiAccessRevoked", b'{"apiAccessRevoked": true, "creditBalance": null'), [], 0.0, True)
-@thorough
 def test_any_json_whose_stated_switch_is_true_is_never_ready(
     case: tuple[str, bytes], history: list[Answer], stale_after: float, too_large: bool
 ) -> None:
@@ -295,7 +279,6 @@ def test_any_json_whose_stated_switch_is_true_is_never_ready(
 
 
 @given(st.binary(max_size=300))
-@thorough
 def test_a_503_kill_switch_is_found_in_any_error_body_that_states_it(padding: bytes) -> None:
     body = b'{"error": {"code": "KILL_SWITCH", "requestId": "r"}, "x": "' + padding.hex().encode()
     result = classify(Answer(status=503, body=body + b'"}'), NOW)

@@ -6,7 +6,7 @@ import math
 from typing import Final
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from sidecar.outcome import Answer, Outcome, classify
@@ -20,7 +20,6 @@ from sidecar.schedule import (
 )
 
 NOW: Final = 1_800_000_000.0
-thorough = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def test_good_answers_and_hard_stops_keep_the_interval() -> None:
@@ -166,7 +165,6 @@ rate_headers = st.dictionaries(
 @example({"Retry-After": "0"}, 429, 1, 30.0, 0.0)
 @example({"Retry-After": "9" * 5000}, 429, 1, 30.0, 1.0)
 @example({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0"}, 200, 0, 30.0, 1.0)
-@thorough
 def test_for_any_headers_and_status_the_next_delay_is_within_floor_and_ceiling(
     headers: dict[str, str], status: int | None, failures: int, interval: float, rand: float
 ) -> None:

