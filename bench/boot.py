@@ -20,6 +20,7 @@ from typing import Any
 from sidecar.testing import FAKE_KEY, clean_env, emulator
 
 from .common import BENCH_DIR, ROOT, Plan
+from .rows import Row, ms
 
 SIDECAR = str(Path(sys.executable).with_name("layers-sidecar"))
 CHECK = "layers-sidecar check"
@@ -145,3 +146,86 @@ def run(plan: Plan) -> dict[str, Any]:
         },
         "import_profile": profile,
     }
+
+
+def rows(boot: dict[str, Any]) -> list[Row]:
+    r = boot["ratios"]
+    ours = boot["results"][CHECK]["median_s"]
+    found: list[Row] = []
+    targets = boot.get("targets")
+    if targets is not None:
+        minimal = targets["check_vs_minimal_aiohttp"]
+        cli = targets["cli_import_vs_argparse"]
+        cpu = minimal.get("cpu_ratio")
+        found += [
+            Row(
+                "`check` wall time vs a minimal aiohttp script",
+                f"≤ {minimal['target']:.2f}x",
+                f"{minimal['ratio']:.2f}x ({ms(ours)})"
+                + (f"; CPU time {cpu:.2f}x" if cpu is not None else ""),
+                minimal["met"],
+            ),
+            Row(
+                "`import sidecar.cli` vs `import argparse` (CPU time)",
+                f"≤ {cli['target']:.2f}x",
+                f"{cli.get('cpu_ratio', cli['ratio']):.2f}x (wall {cli['ratio']:.2f}x)",
+                cli["met"],
+            ),
+        ]
+    found.append(
+        Row(
+            "`check` wall time vs curl + jq / requests",
+            None,
+            f"{ms(ours)}: {r['curl + jq (boot-check.sh)']:.2f}x / "
+            f"{r['requests (boot_check.py)']:.2f}x",
+        )
+    )
+    return found
+
+
+def section(boot: dict[str, Any]) -> list[str]:
+    lines = [
+        f"hyperfine, `--shell=none`, 3 warm-up runs and {boot['runs']} runs each, one "
+        "invocation against one emulator. Each command exits 0 on the healthy key (checked "
+        "before timing).",
+        "",
+        "| command | median | mean ± sd | min | `check` ÷ this |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    targets = boot.get("targets", {})
+    for name, r in boot["results"].items():
+        lines.append(
+            f"| {name} | {ms(r['median_s'])} | {ms(r['mean_s'])} ± {ms(r['stddev_s'])} | "
+            f"{ms(r['min_s'])} | {boot['ratios'][name]:.2f} |"
+        )
+    if targets:
+        minimal = targets["check_vs_minimal_aiohttp"]
+        cli = targets["cli_import_vs_argparse"]
+        lines += [
+            "",
+            f"`check` ÷ the minimal aiohttp script: {minimal['ratio']:.2f}x (target ≤ "
+            f"{minimal['target']:.2f}x, {'met' if minimal['met'] else 'missed'}). "
+            f"`import sidecar.cli` ÷ `import argparse`: CPU time "
+            f"{cli.get('cpu_ratio', cli['ratio']):.2f}x, wall {cli['ratio']:.2f}x (target "
+            f"≤ {cli['target']:.2f}x in CPU time, {'met' if cli['met'] else 'missed'}). "
+            "The CLI module loads only argparse and the settings table; each command imports "
+            "its own code when it runs, so `check` never loads the server, prometheus-client "
+            "or the emulator.",
+        ]
+    profile = boot["import_profile"]
+    lines += [
+        "",
+        "Where `check`'s start-up goes, from one `python -X importtime -m sidecar check`: the "
+        "modules imported at the top and by the package and the CLI directly, with all they "
+        "pull in (the first importer of a library pays for it), and the modules heaviest on "
+        "their own.",
+        "",
+        "| imported at the top or by the CLI | cumulative | | heaviest on its own | own |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for direct, own in zip(profile["direct"], profile["heaviest_own"], strict=False):
+        lines.append(
+            f"| `{direct['module']}` | {direct['cumulative_ms']:.1f} ms | | "
+            f"`{own['module']}` | {own['own_ms']:.1f} ms |"
+        )
+    return lines

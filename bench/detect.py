@@ -16,6 +16,7 @@ from typing import Any
 from sidecar.testing import Emulator, Process, emulator, sidecar, wait_for
 
 from .common import Plan, percentile, port_of
+from .rows import Row, mark, ms
 
 PROBE_GAP = 0.001
 
@@ -121,3 +122,41 @@ def run(plan: Plan) -> dict[str, Any]:
         "met": max(detect) <= bound,
         "samples": samples,
     }
+
+
+def rows(detect: dict[str, Any]) -> list[Row]:
+    d = detect["detect"]
+    return [
+        Row(
+            f"detection latency max, `--interval {detect['interval_s']:g}s`",
+            f"≤ interval + one request = {ms(detect['bound_s'])}",
+            f"{ms(d['max_s'])} (p50 {ms(d['p50_s'])}, p99 {ms(d['p99_s'])}, "
+            f"{detect['flips']} flips)",
+            detect["met"],
+        )
+    ]
+
+
+def section(detect: dict[str, Any]) -> list[str]:
+    d, r, w = detect["detect"], detect["recover"], detect["whoami_request"]
+    flip = sorted(s["flip_request_s"] for s in detect["samples"])
+    return [
+        f"{detect['flips']} flips at random moments of the poll cycle, `--interval "
+        f"{detect['interval_s']:g}s`; `/readyz` probed every {detect['probe_gap_s'] * 1000:g} ms "
+        "over one kept-alive connection. The clock starts *before* the request that flips the "
+        "emulator, so each figure includes that request (median "
+        f"{ms(flip[len(flip) // 2])}).",
+        "",
+        "| | p50 | p99 | max |",
+        "| --- | --- | --- | --- |",
+        f"| kill switch on → `/readyz` 503 | {ms(d['p50_s'])} | {ms(d['p99_s'])} | "
+        f"{ms(d['max_s'])} |",
+        f"| kill switch off → `/readyz` 200 | {ms(r['p50_s'])} | {ms(r['p99_s'])} | "
+        f"{ms(r['max_s'])} |",
+        f"| one whoami request (the sidecar's own `elapsedMs`, {w['count']} polls) | "
+        f"{ms(w['p50_s'])} | | {ms(w['max_s'])} |",
+        "",
+        f"Target: max ≤ interval + one request = {detect['interval_s']:g} s + "
+        f"{ms(w['max_s'])} (the slowest request of the run) = {ms(detect['bound_s'])}: "
+        f"{mark(detect['met'])}.",
+    ]

@@ -54,6 +54,9 @@ from sidecar.testing import (
 
 from .common import ROOT, Plan, cpu_seconds, percentile, rss_mib
 
+# The target: through the hub, upstream calls a minute vary by at most this share across N.
+HUB_SPREAD_TARGET: Final = 0.10
+
 SCALE: Final = 2.5  # production seconds per benchmark second
 MINUTE: Final = 60 / SCALE  # one production minute, in benchmark seconds
 DIRECT_INTERVAL: Final = 30 / SCALE
@@ -549,6 +552,6 @@ def run(plan: Plan) -> dict[str, Any]:
         "many_keys": many,
         "failover": failover,
         "hub_spread": spread,
-        "met_flat": spread <= 0.10,
+        "met_flat": spread <= HUB_SPREAD_TARGET,
         "met_failover": failover["met"],
     }

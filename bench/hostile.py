@@ -149,3 +149,34 @@ def run(plan: Plan) -> dict[str, Any]:
         "idle_connections": _idle_connections(plan),
         "retry_after_0": _retry_after_zero(plan),
     }
+
+
+def section(hostile: dict[str, Any]) -> list[str]:
+    idle = hostile["idle_connections"]
+    storm = hostile["retry_after_0"]
+    lines = [
+        "What reading answers fail-safe costs (`classify`: the switch search up to 1 MiB, "
+        "duplicate-name checks, redaction of every string; best of 5 runs):",
+        "",
+        "| input | per call |",
+        "| --- | --- |",
+    ]
+    for name, us in {**hostile["classify_us"], **hostile["clean_us"]}.items():
+        lines.append(f"| `{name}` | {us:,.1f} µs |")
+    lines += [
+        "",
+        f"`/readyz` with {idle['held']:,} idle connections held open, {idle['probes']} probes "
+        "one after another:",
+        "",
+        "| idle connections | p50 | p99 | RSS |",
+        "| --- | --- | --- | --- |",
+        f"| 0 | {idle['readyz_p50_ms_idle_0']:.2f} ms | {idle['readyz_p99_ms_idle_0']:.2f} ms | "
+        f"{idle['rss_mib_idle_0']:.1f} MiB |",
+        f"| {idle['held']:,} | {idle['readyz_p50_ms_idle_1500']:.2f} ms | "
+        f"{idle['readyz_p99_ms_idle_1500']:.2f} ms | {idle['rss_mib_idle_1500']:.1f} MiB |",
+        "",
+        f"Every answer a 429 with `Retry-After: 0`, `--interval 30s`: {storm['calls']} whoami "
+        f"calls in {storm['window_s']:g} s ({storm['calls_per_minute']:.1f}/min; the back-off "
+        "doubles from about 1 s to the interval).",
+    ]
+    return lines

@@ -17,8 +17,11 @@ from typing import Any
 from sidecar.testing import emulator, sidecar, wait_for
 
 from .common import BENCH_DIR, CLIENT_CPU, SERVER_CPU, Plan, median, pin, python_server
+from .rows import Row
 
 CONNECTIONS = 32
+# `/readyz` serves at least this share of what a bare aiohttp handler does.
+READYZ_VS_BARE = 0.8
 
 
 def wrk(url: str, seconds: float) -> dict[str, Any]:
@@ -109,3 +112,53 @@ def run(plan: Plan) -> dict[str, Any]:
         "load_seconds": load_seconds,
         "samples": samples,
     }
+
+
+def rows(probe: dict[str, Any]) -> list[Row]:
+    ratio = probe["ratios"]["readyz"]["of_medians"]
+    s = probe["summary"]
+    return [
+        Row(
+            "`/readyz` throughput vs bare aiohttp",
+            f"≥ {READYZ_VS_BARE}x",
+            f"{ratio:.2f}x ({s['readyz']['rps']:,.0f} vs {s['bare']['rps']:,.0f} req/s)",
+            ratio >= READYZ_VS_BARE,
+        ),
+        Row(
+            "`/metrics` throughput vs bare aiohttp",
+            None,
+            f"{probe['ratios']['metrics']['of_medians']:.2f}x ({s['metrics']['rps']:,.0f} req/s)",
+        ),
+    ]
+
+
+def section(probe: dict[str, Any]) -> list[str]:
+    s, ratios = probe["summary"], probe["ratios"]
+    lines = [
+        f"wrk, 1 thread, {probe['connections']} connections, {probe['rounds']} rounds of "
+        f"{probe['seconds_per_run']:g} s per target, targets in a shuffled order each round; "
+        "wrk pinned to CPU 0, the servers to CPU 1. Medians over the rounds.",
+        "",
+        "| target | req/s | p50 | p99 | vs bare (ratio of medians) | per-round ratios | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, label in (
+        ("bare", "bare aiohttp, constant 200"),
+        ("readyz", "sidecar `/readyz`"),
+        ("metrics", "sidecar `/metrics`"),
+    ):
+        ratio = ratios.get(name)
+        rounds = ", ".join(f"{value:.2f}" for value in ratio["per_round"]) if ratio else "—"
+        versus = f"{ratio['of_medians']:.2f}x" if ratio else "1"
+        lines.append(
+            f"| {label} | {s[name]['rps']:,.0f} | {s[name]['p50_ms']:.2f} ms | "
+            f"{s[name]['p99_ms']:.2f} ms | {versus} | {rounds} | "
+            f"{s[name]['errors'] + s[name]['non_2xx']} |"
+        )
+    lines += [
+        "",
+        f"Upstream calls while under this load: "
+        f"{probe['upstream_calls_per_minute_under_load']:.1f}/min at `--interval 1s` "
+        f"(over {probe['load_seconds']:.0f} s).",
+    ]
+    return lines

@@ -110,3 +110,42 @@ def run(plan: Plan) -> dict[str, Any]:
         profiled = top_functions(output)
         results["poll"] = {**profiled, "polls": polls, "sidecar": per_poll(profiled["ours"], polls)}
     return results
+
+
+def section(profile: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    titles = {
+        "readyz": "`/readyz` under wrk",
+        "metrics": "`/metrics` under wrk",
+        "poll": f"polling every 5 ms ({profile.get('poll', {}).get('polls', 0):,} polls)",
+    }
+    for name, title in titles.items():
+        if name not in profile:
+            continue
+        lines += [
+            f"**{title}**: the functions with the most time of their own, as a share of the "
+            f"{profile[name]['busy_s']:.2f} s the process was busy (waiting in epoll left out, "
+            "start-up included):",
+            "",
+            "| function | calls | own time | share of busy |",
+            "| --- | --- | --- | --- |",
+        ]
+        for row in profile[name]["top"][:8]:
+            lines.append(
+                f"| `{row['function']}` | {row['calls']:,} | {row['own_s']:.3f} s | "
+                f"{row['busy_share']:.1%} |"
+            )
+        lines.append("")
+    poll = profile.get("poll")
+    if poll and poll.get("sidecar"):
+        lines += [
+            "**One poll, by the sidecar's own functions** (CPU time inside each, awaits left "
+            f"out, per poll, under the profiler's overhead; over {poll['polls']:,} polls):",
+            "",
+            "| function | per poll |",
+            "| --- | --- |",
+        ]
+        for row in poll["sidecar"]:
+            lines.append(f"| `{row['function']}` | {row['per_poll_us']:.0f} µs |")
+        lines.append("")
+    return lines

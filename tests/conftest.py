@@ -60,6 +60,7 @@ KINDS: Final = {
     "test_runtime_server": "inprocess",
     "test_settings": "inprocess",
     "test_throttle": "inprocess",
+    "test_bench_report": "inprocess",
     "test_whoami": "inprocess",
     "test_logs": "inprocess",
     "test_agent_serve": "inprocess",
