@@ -196,23 +196,17 @@ def emulator(tmp: Path) -> Iterator[Emulator]:
 
 
 @contextmanager
-def sidecar(
-    tmp: Path, api_url: str, *args: str, key: str | None = FAKE_KEY, **env: str
+def _loopback(
+    tmp: Path, command: str, args: tuple[str, ...], *, name: str, env: Mapping[str, str]
 ) -> Iterator[Process]:
-    """`layers-sidecar serve` against `api_url`, on a free port, polling fast."""
+    """`layers-sidecar <command>` on a free loopback port, logging at debug; killed after."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     environment = clean_env(
-        LAYERS_API_URL=api_url,
-        LAYERS_SIDECAR_LISTEN=f"127.0.0.1:{port}",
-        LAYERS_SIDECAR_INTERVAL="200ms",
-        LAYERS_SIDECAR_LOG_LEVEL="debug",
-        **env,
+        LAYERS_SIDECAR_LISTEN=f"127.0.0.1:{port}", LAYERS_SIDECAR_LOG_LEVEL="debug", **env
     )
-    if key is not None:
-        environment["LAYERS_API_KEY"] = key
     process = start(
-        ["serve", *args], env=environment, tmp=tmp, name="sidecar", url=url, ready_path="/livez"
+        [command, *args], env=environment, tmp=tmp, name=name, url=url, ready_path="/livez"
     )
     try:
         yield process
@@ -221,23 +215,21 @@ def sidecar(
 
 
 @contextmanager
+def sidecar(
+    tmp: Path, api_url: str, *args: str, key: str | None = FAKE_KEY, **env: str
+) -> Iterator[Process]:
+    """`layers-sidecar serve` against `api_url`, on a free port, polling fast."""
+    keyed = {"LAYERS_API_KEY": key} if key is not None else {}
+    settings = {"LAYERS_API_URL": api_url, "LAYERS_SIDECAR_INTERVAL": "200ms", **env, **keyed}
+    with _loopback(tmp, "serve", args, name="sidecar", env=settings) as process:
+        yield process
+
+
+@contextmanager
 def hub(tmp: Path, api_url: str, *args: str, name: str = "hub", **env: str) -> Iterator[Process]:
     """`layers-sidecar hub` in front of `api_url`, on a free port, logging at debug."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    environment = clean_env(
-        LAYERS_API_URL=api_url,
-        LAYERS_SIDECAR_LISTEN=f"127.0.0.1:{port}",
-        LAYERS_SIDECAR_LOG_LEVEL="debug",
-        **env,
-    )
-    process = start(
-        ["hub", *args], env=environment, tmp=tmp, name=name, url=url, ready_path="/livez"
-    )
-    try:
+    with _loopback(tmp, "hub", args, name=name, env={"LAYERS_API_URL": api_url, **env}) as process:
         yield process
-    finally:
-        process.stop(signal.SIGKILL)
 
 
 def sample(metrics: str, name: str, **labels: str) -> float | None:

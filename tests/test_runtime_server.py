@@ -14,7 +14,7 @@ from sidecar.agent.metrics import Metrics
 from sidecar.agent.probes import make_app
 from sidecar.readiness import Reason, Verdict
 from sidecar.runtime import server
-from sidecar.runtime.server import Address, BoundedServer, raise_open_files_limit, start_site
+from sidecar.runtime.server import Address, BoundedServer, listening, raise_open_files_limit
 from sidecar.settings import Listen
 from tests.support import FakeSource
 
@@ -44,10 +44,9 @@ async def test_past_the_connection_limit_the_oldest_goes_and_a_probe_still_gets_
     source.current = Verdict(True, Reason.OK)
     metrics = Metrics()
     metrics.watch(source)
-    runner = await start_site(
+    async with listening(
         make_app(source, metrics.registry), Listen("127.0.0.1", 0), structlog.get_logger()
-    )
-    try:
+    ) as runner:
         assert isinstance(runner.server, BoundedServer)
         runner.server.limit = 4
         port = Address.of(runner).port
@@ -67,8 +66,6 @@ async def test_past_the_connection_limit_the_oldest_goes_and_a_probe_still_gets_
             *(other.wait_closed() for _, other in [*idle, (reader, writer)]),
             return_exceptions=True,
         )
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_malformed_request_is_one_json_line_not_a_traceback(
@@ -77,10 +74,9 @@ async def test_a_malformed_request_is_one_json_line_not_a_traceback(
     metrics = Metrics()
     metrics.watch(source)
     with capture_logs() as logs:
-        runner = await start_site(
+        async with listening(
             make_app(source, metrics.registry), Listen("127.0.0.1", 0), structlog.get_logger()
-        )
-        try:
+        ) as runner:
             port = Address.of(runner).port
             for _ in range(20):
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -89,8 +85,6 @@ async def test_a_malformed_request_is_one_json_line_not_a_traceback(
                     assert b" 400 " in (await reader.read()).split(b"\r\n")[0]
                 writer.close()
                 await writer.wait_closed()
-        finally:
-            await runner.cleanup()
     errors = [line for line in logs if line["event"] == "http error"]
     assert len(errors) == 1  # twenty bad requests within a second: one line
     assert "Traceback" not in capsys.readouterr().err
@@ -102,10 +96,9 @@ async def test_an_idle_connection_is_closed_after_the_idle_timeout(
     monkeypatch.setattr(server, "IDLE_TIMEOUT", 0.2)
     metrics = Metrics()
     metrics.watch(source)
-    runner = await start_site(
+    async with listening(
         make_app(source, metrics.registry), Listen("127.0.0.1", 0), structlog.get_logger()
-    )
-    try:
+    ) as runner:
         port = Address.of(runner).port
         silent = await asyncio.open_connection("127.0.0.1", port)
         half = await asyncio.open_connection("127.0.0.1", port)
@@ -116,5 +109,3 @@ async def test_an_idle_connection_is_closed_after_the_idle_timeout(
         for _, writer in (silent, half):
             writer.close()
             await writer.wait_closed()
-    finally:
-        await runner.cleanup()

@@ -13,7 +13,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Final
 
 import aiohttp
@@ -72,12 +71,7 @@ class Poller:
         self._session = client_session()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
         if self._session is not None:
             await self._session.close()
@@ -164,13 +158,8 @@ class Poller:
             self._publish(Event(self._state, self.verdict(), key_error=str(error)))
             return None
         self._state = readiness.key_read(self._state, fingerprint(key))
-        answer = await fetch(
-            self._session,
-            self.settings.whoami_url,
-            key,
-            scheme=self.settings.auth_scheme,
-            timeout=timeout,
-        )
+        session, scheme = self._session, self.settings.auth_scheme
+        answer = await fetch(session, self.settings.whoami_url, key, scheme=scheme, timeout=timeout)
         fallback: str | None = None
         left = timeout if ends_by is None else min(timeout, ends_by - self._clock.mono())
         if (
@@ -183,13 +172,8 @@ class Poller:
             # fleet must not double its traffic.
             fallback = clean(answer.detail, key)
             self._progress_deadline = self._clock.mono() + left + LIVENESS_GRACE
-            answer = await fetch(
-                self._session,
-                self.settings.fallback_whoami_url,
-                key,
-                scheme=self.settings.auth_scheme,
-                timeout=left,
-            )
+            url = self.settings.fallback_whoami_url
+            answer = await fetch(session, url, key, scheme=scheme, timeout=left)
         # Every string in the result has been redacted against this key and escaped.
         result = classify(answer, self._clock.wall(), key)
         self._state = readiness.advance(

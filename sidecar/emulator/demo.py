@@ -8,7 +8,8 @@ from typing import Final
 import structlog
 
 from ..agent.serve import serve
-from ..runtime.lifecycle import listening, serving
+from ..runtime.lifecycle import serving
+from ..runtime.server import Address, listening
 from ..secret import Secret
 from ..settings import Settings
 from .app import make_app
@@ -66,7 +67,7 @@ async def demo(settings: Settings, log: Log) -> int:
     async with listening(
         app, settings.emulator_listen, log, setting="--emulator-listen"
     ) as upstream:
-        upstream_url = upstream.url()
+        upstream_url = Address.of(upstream).url()
         settings = replace(settings, api_url=upstream_url, api_key=Secret(DEMO_KEY))
 
         def announce(sidecar_url: str) -> None:

@@ -13,7 +13,6 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from types import TracebackType
 from typing import Final
 
 import aiohttp
@@ -147,12 +146,7 @@ class Hub:
         )
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         flights = list(self._flights.values())
         for flight in flights:
             flight.cancel()

@@ -1,6 +1,6 @@
 """The HTTP runtime every role's server runs on: `serve` (the agent), `hub`, `emulate`.
 
-- `server.py`: `start_site`, the bounded aiohttp server (idle timeout, a connection cap that
+- `server.py`: `listening`, the bounded aiohttp server (idle timeout, a connection cap that
   evicts the oldest, the open-files limit raised) and `Address`, the bound address as a value.
 - `errors.py`: aiohttp's and asyncio's error reports as rate-limited JSON lines.
 - `lifecycle.py`: `until_signalled` and `serving(...)`, the one lifecycle: start the site, log

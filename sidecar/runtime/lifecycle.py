@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
 
 from ..settings import Listen
-from .server import Address, start_site
+from .server import Address, listening
 
 Log = structlog.typing.FilteringBoundLogger
 
@@ -39,24 +38,6 @@ async def until_signalled(log: Log, quit_requested: asyncio.Event | None = None)
     log.info("stopping", cause=signalled[0] if signalled else "POST /quitquitquit")
 
 
-@asynccontextmanager
-async def listening(
-    app: web.Application,
-    listen: Listen,
-    log: Log,
-    *,
-    setting: str = "--listen",
-    ssl_context: ssl.SSLContext | None = None,
-) -> AsyncIterator[Address]:
-    """The site, started (a busy port is a ConfigError naming `setting`) and cleaned up on
-    exit: the app's cleanup_ctx closes what it owns. Yields the bound address."""
-    runner = await start_site(app, listen, log, setting=setting, ssl_context=ssl_context)
-    try:
-        yield Address.of(runner)
-    finally:
-        await runner.cleanup()
-
-
 async def serving(
     app: web.Application,
     listen: Listen,
@@ -74,7 +55,8 @@ async def serving(
     Logs `event` once, with `context(address)`, when listening; `started` then gets the
     address (the demo prints its banner there).
     """
-    async with listening(app, listen, log, setting=setting, ssl_context=ssl_context) as address:
+    async with listening(app, listen, log, setting=setting, ssl_context=ssl_context) as runner:
+        address = Address.of(runner)
         log.info(event, **context(address))
         if started is not None:
             started(address)

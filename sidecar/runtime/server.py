@@ -13,6 +13,8 @@ import errno
 import resource
 import ssl
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -127,15 +129,17 @@ class BoundedRunner(web.AppRunner):
         )
 
 
-async def start_site(
+@asynccontextmanager
+async def listening(
     app: web.Application,
     listen: Listen,
     log: Log,
     *,
     setting: str = "--listen",
     ssl_context: ssl.SSLContext | None = None,
-) -> web.AppRunner:
-    """Starts listening; a port in use or a bad address is a ConfigError naming `setting`."""
+) -> AsyncIterator[web.AppRunner]:
+    """The app's site, started, and cleaned up on exit (the app's cleanup_ctx then closes what
+    it owns); a port in use or a bad address is a ConfigError naming `setting`."""
     throttle = Throttle(ERROR_LOG_EVERY)
     asyncio.get_running_loop().set_exception_handler(loop_errors(log, throttle))
     open_files = raise_open_files_limit()
@@ -149,15 +153,17 @@ async def start_site(
     )
     await runner.setup()
     try:
-        await web.TCPSite(
-            runner, listen.host, listen.port, backlog=BACKLOG, ssl_context=ssl_context
-        ).start()
-    except OSError as error:
+        try:
+            await web.TCPSite(
+                runner, listen.host, listen.port, backlog=BACKLOG, ssl_context=ssl_context
+            ).start()
+        except OSError as error:
+            problem = (
+                "address already in use"
+                if error.errno == errno.EADDRINUSE
+                else (error.strerror or str(error))
+            )
+            raise ConfigError(setting, f"cannot listen on {listen}: {problem}") from None
+        yield runner
+    finally:
         await runner.cleanup()
-        problem = (
-            "address already in use"
-            if error.errno == errno.EADDRINUSE
-            else (error.strerror or str(error))
-        )
-        raise ConfigError(setting, f"cannot listen on {listen}: {problem}") from None
-    return runner
