@@ -151,7 +151,7 @@ def _run(command: str, settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     # The settings table is imported when the command runs, not with this module.
     from .commands import COMMANDS, load_command
-    from .settings import ConfigError
+    from .options import ConfigError
 
     argv = _joined(sys.argv[1:] if argv is None else argv)
     args = build_parser(command=_command_of(argv)).parse_args(argv)

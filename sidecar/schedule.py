@@ -4,7 +4,7 @@ Every wait the upstream asks for (`Retry-After`, `X-RateLimit-Reset`) is parsed 
 clamped: never sooner than the transient back-off would retry, so that `Retry-After: 0` or a date
 in the past cannot make a hot loop, and never later than `CEILING_INTERVALS` intervals, so that a
 year-9999 date cannot stop polling for good and a cleared state is seen. The headers themselves
-are parsed, strictly, by `outcome` (they are part of reading the answer). The hub reuses
+are parsed, strictly, by `headers` (they are part of reading the answer). The hub reuses
 `bounded` with its `--ttl` in place of `--interval`.
 """
 

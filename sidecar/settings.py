@@ -12,12 +12,13 @@ one-line error. `OPTIONS` is derived from the fields; which command takes which 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from . import values
+from .options import OPTION, ConfigError, option
 from .secret import Secret
 from .values import AuthScheme, Listen, LogFormat, LogLevel
 
@@ -27,58 +28,12 @@ if TYPE_CHECKING:
 __all__ = [
     "OPTIONS",
     "AuthScheme",
-    "ConfigError",
     "Listen",
     "LogFormat",
     "LogLevel",
-    "Option",
     "Settings",
     "load",
 ]
-
-
-class ConfigError(Exception):
-    """A setting that cannot be used. `str()` is the one line shown to the operator."""
-
-    def __init__(self, setting: str, problem: str) -> None:
-        super().__init__(f"{setting}: {problem}")
-        self.setting = setting
-
-
-@dataclass(frozen=True)
-class Option:
-    """One setting: its flag, its variable, its default and what it means (for --help)."""
-
-    flag: str
-    env: str
-    # As the operator would write it; None means unset.
-    default: str | None
-    help: str
-    parse: Callable[[str], object]
-    metavar: str = ""
-    # A flag that takes no value (`--quitquitquit`); its variable takes true/false.
-    switch: bool = False
-    # The Settings field; filled in when OPTIONS is derived from the fields.
-    name: str = ""
-
-
-_OPTION: Final = "option"
-
-
-def option(
-    flag: str,
-    env: str,
-    default: str | None,
-    help: str,
-    parse: Callable[[str], object],
-    metavar: str = "",
-    *,
-    switch: bool = False,
-) -> Any:
-    """A Settings field declared with its option; its default is the table's, parsed."""
-    declared = Option(flag, env, default, help, parse, metavar, switch)
-    parsed = None if default is None else parse(default)
-    return field(default=parsed, metadata={_OPTION: declared})
 
 
 @dataclass(frozen=True)
@@ -275,9 +230,9 @@ class Settings:
 
 # The table every command's flags, variables, --help and errors are built from, in field order.
 OPTIONS: Final = {
-    f.name: replace(f.metadata[_OPTION], name=f.name)
+    f.name: replace(f.metadata[OPTION], name=f.name)
     for f in fields(Settings)
-    if _OPTION in f.metadata
+    if OPTION in f.metadata
 }
 
 

@@ -17,7 +17,8 @@ from sidecar.emulator import app as emulator
 from sidecar.hub.metrics import HubMetrics
 from sidecar.hub.server import COUNT, make_app, tls_context, usable_key
 from sidecar.hub.upstream import Hub
-from sidecar.settings import AuthScheme, ConfigError, Settings
+from sidecar.options import ConfigError
+from sidecar.settings import AuthScheme, Settings
 from tests.support import FAKE_KEY, OTHER_KEY
 
 

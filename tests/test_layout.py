@@ -45,6 +45,7 @@ def test_benchmarks_do_not_import_the_tests() -> None:
 # other way round.
 PURE: Final = (
     "auth",
+    "options",
     "bodies",
     "commands",
     "exits",

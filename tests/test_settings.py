@@ -4,25 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.secret import Secret
-from sidecar.settings import AuthScheme, ConfigError, Listen, LogFormat, load
-from sidecar.values import parse_duration, parse_listen
+from sidecar.options import ConfigError
+from sidecar.settings import AuthScheme, Listen, LogFormat, load
 
 KEY = {"LAYERS_API_KEY": "lp_test_k1_FAKEsecretFAKE"}
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("250ms", 0.25), ("10s", 10), ("2m", 120), ("1h", 3600), ("30", 30), ("1.5", 1.5), ("0", 0)],
-)
-def test_durations(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", ["", "ten", "10d", "1s2", "s", "--1s"])
-def test_bad_durations(text: str) -> None:
-    with pytest.raises(ValueError, match="not a duration"):
-        parse_duration(text)
 
 
 def test_defaults_match_the_spec() -> None:
@@ -165,22 +150,6 @@ def test_overrides_replace_defaults_but_not_flags_or_variables() -> None:
     assert load({}, environ, names=names, overrides=overrides).interval == 7
 
 
-def test_parse_listen_accepts_ipv6_and_an_empty_host() -> None:
-    assert parse_listen("[::1]:8080") == Listen("::1", 8080)
-    assert str(parse_listen("[::1]:8080")) == "[::1]:8080"
-    assert parse_listen(":8080") == Listen("0.0.0.0", 8080)
-
-
-def test_the_secret_never_shows_itself() -> None:
-    secret = Secret("lp_test_k1_FAKEsecretFAKE")
-    assert "FAKEsecret" not in repr(secret)
-    assert "FAKEsecret" not in str(secret)
-    settings = load({}, KEY)
-    assert "FAKEsecret" not in repr(settings)
-    assert settings.api_key is not None
-    assert settings.api_key.reveal().endswith("FAKEsecretFAKE")
-
-
 def test_fleet_mode_defaults_match_the_spec() -> None:
     settings = load({}, KEY)
     assert settings.ttl == 5
@@ -226,49 +195,6 @@ def test_a_bad_fleet_mode_value_names_its_setting(flags: dict[str, str], named: 
     with pytest.raises(ConfigError) as caught:
         load(flags, KEY)
     assert str(caught.value).startswith(f"{named}: ")
-
-
-def test_defaults_are_written_once_in_the_table() -> None:
-    from sidecar.commands import COMMANDS, load_command
-    from sidecar.settings import OPTIONS, Settings
-
-    # A Settings built with no value at all holds the table's defaults, parsed.
-    assert load({}, KEY) == Settings(api_key=Secret(KEY["LAYERS_API_KEY"]))
-    for command, spec in COMMANDS.items():
-        for name in spec.options:
-            assert name in OPTIONS, (command, name)
-    demo = load_command("demo", {}, {})
-    assert (demo.interval, str(demo.listen), str(demo.emulator_listen)) == (
-        2,
-        "127.0.0.1:8080",
-        "127.0.0.1:8081",
-    )
-
-
-def test_the_lifecycle_settings(tmp_path: Path) -> None:
-    from sidecar.commands import load_command
-
-    serve = load_command("serve", {}, {**KEY, "LAYERS_SIDECAR_QUITQUITQUIT": "true"})
-    assert serve.quitquitquit is True
-    assert serve.ready_file is None
-    ready = str(tmp_path / "ready")
-    serve = load_command("serve", {"quitquitquit": "true", "ready_file": ready}, KEY)
-    assert (serve.quitquitquit, serve.ready_file) == (True, tmp_path / "ready")
-    assert load_command("serve", {}, KEY).quitquitquit is False
-    for bad in (" ", str(tmp_path / "absent" / "ready"), str(tmp_path)):
-        with pytest.raises(ConfigError, match=r"^LAYERS_SIDECAR_READY_FILE: "):
-            load_command("serve", {}, {**KEY, "LAYERS_SIDECAR_READY_FILE": bad})
-
-
-def test_the_demo_and_the_emulator_name_the_emulator_setting_as_they_spell_it() -> None:
-    from sidecar.commands import load_command
-
-    with pytest.raises(ConfigError, match=r"^--listen: "):
-        load_command("emulate", {"emulator_listen": "nowhere"}, {})
-    with pytest.raises(ConfigError, match=r"^--emulator-listen: "):
-        load_command("demo", {"emulator_listen": "nowhere"}, {})
-    with pytest.raises(ConfigError, match=r"^LAYERS_EMULATOR_SCENARIO: .*nope.json"):
-        load_command("demo", {}, {"LAYERS_EMULATOR_SCENARIO": "/nope.json"})
 
 
 @pytest.mark.parametrize("text", ["abc", "-5", "nan", "inf"])

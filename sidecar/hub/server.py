@@ -19,9 +19,10 @@ from aiohttp import web
 
 from .. import __version__
 from ..auth import presented_key
+from ..options import ConfigError
 from ..runtime.http import text
 from ..runtime.lifecycle import serving
-from ..settings import AuthScheme, ConfigError, Settings
+from ..settings import AuthScheme, Settings
 from .cache import Stored
 from .metrics import HubMetrics
 from .upstream import Busy, Hub, hub_error

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
-from ..settings import Listen
+from ..values import Listen
 from .server import Address, listening
 
 Log = structlog.typing.FilteringBoundLogger

@@ -22,8 +22,9 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from ..settings import ConfigError, Listen
+from ..options import ConfigError
 from ..throttle import Throttle
+from ..values import Listen
 from .errors import ERROR_LOG_EVERY, loop_errors, server_logger
 
 Log = structlog.typing.FilteringBoundLogger
