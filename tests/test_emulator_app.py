@@ -12,10 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from sidecar import cli
 from sidecar.emulator import app as emulator
-from sidecar.emulator.demo import demo_banner
-from sidecar.emulator.scenario import load_scenario
 from tests.support import FAKE_KEY
 
 Client = TestClient[web.Request, web.Application]
@@ -194,17 +191,6 @@ async def test_reset_restores_the_start_and_zeroes_the_counter(client: Client) -
     assert stats["whoamiRequests"] == 0
 
 
-def test_a_scenario_file_is_a_patch_over_the_defaults() -> None:
-    loaded = load_scenario('{"creditBalance": 5, "failure": "server_error"}')
-    assert (loaded.creditBalance, loaded.failure, loaded.organizationName) == (
-        5,
-        "server_error",
-        "Acme Growth",
-    )
-    with pytest.raises(ValueError, match="unknown scenario field"):
-        load_scenario('{"credits": 5}')
-
-
 def test_ulids_are_26_crockford_characters_and_sort_by_time() -> None:
     first, second = emulator.ulid(), emulator.ulid()
     assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{26}", first)
@@ -218,14 +204,3 @@ async def test_a_malformed_key_is_logged_with_the_accepted_form(client: Client) 
     [line] = [e for e in logs if e["event"] == "malformed api key"]
     assert "lp_<env>_<key_id>_<secret>" in line["hint"]
     assert "lk_test_x" not in str(line)  # whatever was presented is not echoed
-
-
-def test_emulate_help_and_the_demo_say_which_keys_the_emulator_accepts(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    with pytest.raises(SystemExit) as done:
-        cli.main(["emulate", "--help"])
-    assert done.value.code == 0
-    assert "lp_<env>_<key_id>_<secret>" in " ".join(capsys.readouterr().out.split())
-    banner = demo_banner("http://127.0.0.1:8080", "http://127.0.0.1:8081")
-    assert "lp_<env>_<key_id>_<secret>" in banner

@@ -8,7 +8,6 @@ import resource
 
 import pytest
 import structlog
-from structlog.testing import capture_logs
 
 from sidecar.agent.metrics import Metrics
 from sidecar.agent.probes import make_app
@@ -66,28 +65,6 @@ async def test_past_the_connection_limit_the_oldest_goes_and_a_probe_still_gets_
             *(other.wait_closed() for _, other in [*idle, (reader, writer)]),
             return_exceptions=True,
         )
-
-
-async def test_a_malformed_request_is_one_json_line_not_a_traceback(
-    source: FakeSource, capsys: pytest.CaptureFixture[str]
-) -> None:
-    metrics = Metrics()
-    metrics.watch(source)
-    with capture_logs() as logs:
-        async with listening(
-            make_app(source, metrics.registry), Listen("127.0.0.1", 0), structlog.get_logger()
-        ) as runner:
-            port = Address.of(runner).port
-            for _ in range(20):
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.write(b"GET /readyz HTTP/1.1\r\nBad Header\r\n\r\n")
-                async with asyncio.timeout(10):
-                    assert b" 400 " in (await reader.read()).split(b"\r\n")[0]
-                writer.close()
-                await writer.wait_closed()
-    errors = [line for line in logs if line["event"] == "http error"]
-    assert len(errors) == 1  # twenty bad requests within a second: one line
-    assert "Traceback" not in capsys.readouterr().err
 
 
 async def test_an_idle_connection_is_closed_after_the_idle_timeout(
