@@ -60,6 +60,8 @@ KINDS: Final = {
     "test_runtime_server": "inprocess",
     "test_settings": "inprocess",
     "test_throttle": "inprocess",
+    "test_options": "inprocess",
+    "test_exits": "inprocess",
     "test_auth": "inprocess",
     "test_emulator_scenario": "inprocess",
     "test_emulator_demo": "inprocess",

@@ -1,6 +1,6 @@
 """The HTTP runtime every role's server runs on: `serve` (the agent), `hub`, `emulate`.
 
-- `server.py`: `listening`, the bounded aiohttp server (idle timeout, a connection cap that
+- `server.py`: `listening(...)`, the bounded aiohttp server (idle timeout, a connection cap that
   evicts the oldest, the open-files limit raised) and `Address`, the bound address as a value.
 - `errors.py`: aiohttp's and asyncio's error reports as rate-limited JSON lines.
 - `lifecycle.py`: `until_signalled` and `serving(...)`, the one lifecycle: start the site, log
@@ -13,9 +13,11 @@ How a role plugs in (the injector next):
    `web.Application`. State that lives as long as the server (a poller, a cache, a client
    session) is owned by the app through `app.cleanup_ctx`: create it, store it under a typed
    `web.AppKey`, `yield`, close it. Handlers receive what they need through those AppKeys.
-2. Run it with `async with serving(app, settings.listen, log, "<role> listening", **context):`
-   and return 0; the block's body is what runs while serving (usually nothing: `serving`
-   waits for the signal on exit from the block).
+2. End it with `return await serving(app, settings.listen, log, "<role> listening",
+   context=lambda address: {...})`: it starts the site (a busy port is a ConfigError naming
+   the flag), logs that event once with the bound address, waits for SIGTERM/SIGINT (or a
+   quit event), cleans up (the cleanup_ctx closes what the app owns) and returns 0. A role
+   that needs a second site (the demo's emulator) opens it with `server.listening(...)`.
 3. Add its settings as fields of `settings.Settings` (each declared once with `option(...)`)
    and one `Command(..., run="sidecar.<role>.server:run_<role>")` entry to
    `commands.COMMANDS`: the CLI builds its flags, variables, --help and exit-2 errors from it.
