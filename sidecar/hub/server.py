@@ -73,7 +73,6 @@ async def whoami(request: web.Request) -> web.Response:
         entry, how = await hub.answer(key, scheme)
     except Busy as busy:
         count("rejected")
-        hub.busy(busy.retry_after)
         seconds = str(max(1, math.ceil(busy.retry_after)))
         refusal = hub_error(
             503, "HUB_BUSY", "The hub's upstream budget is spent.", **{"Retry-After": seconds}

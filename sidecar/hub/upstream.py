@@ -187,6 +187,7 @@ class Hub:
         known = entry is not None and entry.known_good
         wait = self._bucket.take(now, reserve=0.0 if known else UNKNOWN_KEY_RESERVE)
         if wait > 0:
+            self._warn("upstream budget spent", "busy", retryAfter=round(wait, 2))
             raise Busy(wait)
         flight = asyncio.create_task(self._call(tag, Secret(key), scheme, entry))
         self._flights[tag] = flight
@@ -237,13 +238,10 @@ class Hub:
             self._log.debug("upstream", **context)
         else:
             # The result's detail, not the answer's: redacted against this key and escaped.
-            self._repeated("upstream failed", result.outcome.value, detail=result.detail, **context)
+            self._warn("upstream failed", result.outcome.value, detail=result.detail, **context)
         return entry
 
-    def busy(self, retry_after: float) -> None:
-        self._repeated("upstream budget spent", "busy", retryAfter=round(retry_after, 2))
-
-    def _repeated(self, event: str, kind: str, **context: object) -> None:
+    def _warn(self, event: str, kind: str, **context: object) -> None:
         """A warning when a kind of trouble starts, then at most once a minute with a count."""
         tally = self._trouble.note(kind)
         if tally is not None:
