@@ -15,7 +15,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from . import boot, detect, economy, fleet, hostile, machine, probe, profile, report, soak
+from . import (
+    boot,
+    detect,
+    economy,
+    fleet,
+    hostile,
+    hubcompare,
+    machine,
+    probe,
+    profile,
+    report,
+    soak,
+)
 from .common import OUT_DIR, Plan
 
 SUITES: Final[dict[str, Callable[[Plan], dict[str, Any]]]] = {
@@ -27,6 +39,7 @@ SUITES: Final[dict[str, Callable[[Plan], dict[str, Any]]]] = {
     "fleet": fleet.run,
     "hostile": hostile.run,
     "profile": profile.run,
+    "hubcompare": hubcompare.run,
 }
 
 
