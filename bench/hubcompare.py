@@ -261,11 +261,16 @@ def paced(
 
     def window() -> None:
         marks["cpu"], marks["calls"] = server.cpu(), emu.whoami_requests()
+        marks["upstream_cpu"] = cpu_seconds(emu.process.proc.pid)
 
     result = _keyload(
         tmp, f"{name}-{server.name}", {"url": server.url + "/v1/whoami", **load}, window
     )
     cpu, calls = server.cpu() - marks["cpu"], emu.whoami_requests() - marks["calls"]
+    # The emulator is shared by the three servers: when it is the limit, every server waits.
+    result["upstream_cpu_share"] = (
+        cpu_seconds(emu.process.proc.pid) - marks["upstream_cpu"]
+    ) / load["seconds"]
     answered = max(1, result["answered"])
     result["cpu_ms_per_request"] = cpu / answered * 1000
     result["upstream_calls"] = calls
@@ -491,5 +496,6 @@ def _brief(got: dict[str, Any]) -> str:
     return (
         f"p99 {got['p99_ms']:.1f} ms, {got['served_rate']:.0f}/{got['scheduled_rate']:.0f} req/s, "
         f"{got['misses_per_s']:.0f} misses/s, CPU {got['cpu_ms_per_request']:.3f} ms/req, "
-        f"late p99 {got['late_p99_ms']:.1f} ms, errors {got['errors']}"
+        f"late p99 {got['late_p99_ms']:.1f} ms, errors {got['errors']}, "
+        f"emulator {got['upstream_cpu_share']:.0%} of a core"
     )
