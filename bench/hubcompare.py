@@ -106,7 +106,8 @@ sub vcl_backend_response {{
     return (deliver);
 }}
 sub vcl_deliver {{
-    if (obj.hits > 0) {{ set resp.http.X-Cache = "HIT"; }} else {{ set resp.http.X-Cache = "MISS"; }}
+    set resp.http.X-Cache = "MISS";
+    if (obj.hits > 0) {{ set resp.http.X-Cache = "HIT"; }}
 }}
 """
 

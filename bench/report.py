@@ -547,6 +547,21 @@ def _hostile(hostile: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _hubcompare(hubcompare: dict[str, Any]) -> list[str]:
+    """The suite's own rows, as they are in its JSON."""
+    lines = [
+        "The hub, nginx and Varnish as the same per-key 5 s cache in front of the emulator, "
+        "each on one core; medians of two runs (see `bench/hubcompare.py` for the loads).",
+        "",
+        "| figure | target | result | |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in hubcompare["rows"]:
+        met = "" if row["met"] is None else _mark(row["met"])
+        lines.append(f"| {row['figure']} | {row['target']} | {row['value']} | {met} |")
+    return lines
+
+
 def write(out: Path, *, command: str) -> Path:
     names = (
         "machine",
@@ -558,6 +573,7 @@ def write(out: Path, *, command: str) -> Path:
         "fleet",
         "profile",
         "hostile",
+        "hubcompare",
     )
     data = {name: _load(out, name) for name in names}
     machine = data["machine"] or {}
@@ -606,6 +622,7 @@ def write(out: Path, *, command: str) -> Path:
         ("economy", "5. Upstream economy", _economy),
         ("fleet", "6. Fleet mode", _fleet),
         ("hostile", "7. Hostile inputs", _hostile),
+        ("hubcompare", "8. The hub beside nginx and Varnish", _hubcompare),
         ("profile", "Profiles", _profile),
     )
     if data["fleet"] is not None:
