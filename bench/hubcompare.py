@@ -78,7 +78,7 @@ http {{
             proxy_cache_valid any 5s;
             proxy_cache_lock on;
             proxy_cache_lock_timeout 10s;
-            add_header X-Cache $upstream_cache_status;
+            add_header X-Cache $upstream_cache_status always;
         }}
     }}
 }}
@@ -179,7 +179,8 @@ def _running(
             if proc.poll() is not None:
                 text = (workdir / "stderr").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{name} exited with {proc.returncode}: {text}")
-            http("GET", url + "/v1/whoami", timeout=1)  # any answer means it is listening
+            # Any answer means it is listening; not /v1/whoami, whose answer a cache would keep.
+            http("GET", url + "/", timeout=1)
             return True
 
         wait_for(up, timeout=30, what=f"{name} to listen")
