@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from sidecar.testing import Emulator, clean_env, emulator, free_port, http, wait_for
+from sidecar.testing import Emulator, Process, clean_env, free_port, http, wait_for
 
-from .common import BENCH_DIR, CLIENT_CPU, ROOT, SERVER_CPU, Plan, cpu_seconds, median, pin
+from .common import BENCH_DIR, CLIENT_CPU, ROOT, SERVER_CPU, Plan, cpu_seconds, median
 
 SERVERS: Final = ("hub", "nginx", "varnish")
 TTL: Final = 5.0
@@ -159,16 +159,26 @@ def _on_core(cpu: int) -> list[str]:
 
 @contextmanager
 def _running(
-    name: str, command: list[str], workdir: Path, url: str, **env: str
+    name: str,
+    command: list[str],
+    workdir: Path,
+    url: str,
+    *,
+    cpu: int = SERVER_CPU,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
+    """`command` on core `cpu`, in a session of its own. With the scheduler's autogroups (on by
+    default) a session shares one weight: the emulator or a server in this suite's session
+    would get a slice of a slice on a machine busy with other sessions, and the emulator,
+    starved, would make every server look slow."""
     workdir.mkdir(parents=True, exist_ok=True)
     with (workdir / "stdout").open("wb") as out, (workdir / "stderr").open("wb") as err:
         proc = subprocess.Popen(
-            [*_on_core(SERVER_CPU), *command],
+            [*_on_core(cpu), *command],
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
-            env=clean_env(**env),
+            env=clean_env(**(env or {})),
             cwd=ROOT,
             start_new_session=True,
         )
@@ -192,6 +202,18 @@ def _running(
 
 
 @contextmanager
+def upstream(tmp: Path, name: str = "emulator") -> Iterator[Emulator]:
+    """`layers-sidecar emulate` on the client core, in a session of its own (see `_running`)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    workdir = tmp / f"{name}-{port}"
+    command = [sys.executable, "-m", "sidecar", "emulate", "--listen", f"127.0.0.1:{port}"]
+    command += ["--log-level", "warning"]
+    with _running(name, command, workdir, url, cpu=CLIENT_CPU) as server:
+        yield Emulator(Process(server.proc, workdir / "stdout", workdir / "stderr", url), url)
+
+
+@contextmanager
 def start(
     name: str, tmp: Path, upstream: int, *, nginx_key: str = NGINX_PER_KEY
 ) -> Iterator[Server]:
@@ -206,7 +228,7 @@ def start(
             "LAYERS_API_URL": f"http://127.0.0.1:{upstream}",
             "LAYERS_SIDECAR_LISTEN": f"127.0.0.1:{port}",
         }
-        with _running(name, command, workdir, url, **env) as server:
+        with _running(name, command, workdir, url, env=env) as server:
             yield server
     elif name.startswith("nginx"):
         conf = workdir / "nginx.conf"
@@ -239,7 +261,9 @@ def _keyload(tmp: Path, name: str, load: dict[str, Any], on_window: Any = None) 
     plan = tmp / f"{name}.json"
     plan.write_text(json.dumps(load))
     command = [*_on_core(CLIENT_CPU), sys.executable, "-m", "bench.keyload", str(plan)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT, text=True)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, cwd=ROOT, text=True, start_new_session=True
+    )
     assert proc.stdout is not None
     result: dict[str, Any] | None = None
     for line in proc.stdout:
@@ -288,7 +312,14 @@ def saturate(server: Server, key: str, seconds: float) -> dict[str, Any]:
     command = [*_on_core(CLIENT_CPU), "wrk", "-t1", f"-c{SATURATION_CONNECTIONS}"]
     command += [f"-d{seconds:g}s", "--latency", "-s", str(BENCH_DIR / "wrk-report.lua")]
     command += ["-H", f"X-Api-Key: {key}", server.url + "/v1/whoami"]
-    run = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 30)
+    run = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+        start_new_session=True,
+    )
     cpu = server.cpu() - before
     line = next(text for text in run.stdout.splitlines() if text.startswith("{"))
     result: dict[str, Any] = json.loads(line)
@@ -324,9 +355,7 @@ def isolation(server: Server, emu: Emulator, tag: str) -> dict[str, Any]:
 
 def rate_limited(plan: Plan, name: str, seconds: float) -> dict[str, Any]:
     """Upstream calls while every answer is a 429 with Retry-After: 30, under 200 req/s."""
-    tmp = plan.tmp / f"emu-429-{name}"
-    tmp.mkdir()
-    with emulator(tmp) as emu:
+    with upstream(plan.tmp, f"emulator-429-{name}") as emu:
         emu.set(failure="rate_limited", retryAfter=30, rateLimitPerMinute=1_000_000_000)
         with start(name, plan.tmp, int(emu.url.rsplit(":", 1)[1])) as server:
             load = {"keys": [fleet_key("rl", 0, 0)], "pods_per_key": 1000, "period": 5.0}
@@ -448,11 +477,10 @@ def run(plan: Plan) -> dict[str, Any]:
     }
     extra: dict[str, Any] = {"isolation": {}, "rate_limited": {}}
     with ExitStack() as stack:
-        emu = stack.enter_context(emulator(plan.tmp))
+        emu = stack.enter_context(upstream(plan.tmp))
         emu.set(rateLimitPerMinute=1_000_000_000, revokedKeyIds=[REVOKED])
-        pin(emu.process.proc.pid, CLIENT_CPU)
-        upstream = int(emu.url.rsplit(":", 1)[1])
-        servers = {name: stack.enter_context(start(name, plan.tmp, upstream)) for name in SERVERS}
+        emu_port = int(emu.url.rsplit(":", 1)[1])
+        servers = {name: stack.enter_context(start(name, plan.tmp, emu_port)) for name in SERVERS}
         for rep in range(reps):
             for load, (_, keys, pods, period, stagger, warmup) in LOADS.items():
                 for name in SERVERS if rep == 0 else reversed(SERVERS):
@@ -473,7 +501,7 @@ def run(plan: Plan) -> dict[str, Any]:
                 print(f"bench: hubcompare b {name}: {got['rps']:.0f} req/s", file=sys.stderr)
         for name, server in servers.items():
             extra["isolation"][name] = isolation(server, emu, name)
-        with start("nginx-obvious", plan.tmp, upstream, nginx_key=NGINX_OBVIOUS) as obvious:
+        with start("nginx-obvious", plan.tmp, emu_port, nginx_key=NGINX_OBVIOUS) as obvious:
             extra["isolation"]["nginx keyed on X-Api-Key alone"] = isolation(obvious, emu, "obv")
     limited_s = plan.pick(20, 5)
     # The three at once, each with its own emulator: 20 s instead of 60.
