@@ -1,8 +1,8 @@
 """`python -m bench [--quick] [--only NAME ...]`: run the suites, then write bench/RESULTS.md.
 
-A full run takes about 20 minutes on two cores (fleet mode alone about 8); `--quick` is a
-smoke run of about 5 minutes whose figures are too few to quote. Raw figures go to
-bench/out/*.json.
+A full run takes about 24 minutes on two cores (fleet mode alone about 8, hubcompare 4);
+`--quick` is a smoke run of about 5 minutes whose figures are too few to quote. Raw figures go
+to bench/out/*.json.
 """
 
 from __future__ import annotations
