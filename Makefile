@@ -40,5 +40,5 @@ test: lint tools
 	$(BIN)/pytest
 
 bench: $(VENV)/.bench
-	scripts/install-tools prometheus wrk curl jq hyperfine
+	scripts/install-tools prometheus wrk curl jq hyperfine nginx varnish
 	$(BIN)/python -m bench

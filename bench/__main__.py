@@ -1,8 +1,8 @@
 """`python -m bench [--quick] [--only NAME ...]`: run the suites, then write bench/RESULTS.md.
 
-A full run takes about 20 minutes on two cores (fleet mode alone about 8); `--quick` is a
-smoke run of about 5 minutes whose figures are too few to quote. Raw figures go to
-bench/out/*.json.
+A full run takes about 24 minutes on two cores (fleet mode alone about 8, hubcompare 4);
+`--quick` is a smoke run of about 5 minutes whose figures are too few to quote. Raw figures go
+to bench/out/*.json.
 """
 
 from __future__ import annotations
@@ -15,7 +15,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from . import boot, detect, economy, fleet, hostile, machine, probe, profile, report, soak
+from . import (
+    boot,
+    detect,
+    economy,
+    fleet,
+    hostile,
+    hubcompare,
+    machine,
+    probe,
+    profile,
+    report,
+    soak,
+)
 from .common import OUT_DIR, Plan
 
 SUITES: Final[dict[str, Callable[[Plan], dict[str, Any]]]] = {
@@ -27,6 +39,7 @@ SUITES: Final[dict[str, Callable[[Plan], dict[str, Any]]]] = {
     "fleet": fleet.run,
     "hostile": hostile.run,
     "profile": profile.run,
+    "hubcompare": hubcompare.run,
 }
 
 

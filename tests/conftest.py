@@ -83,6 +83,7 @@ KINDS: Final = {
     "test_hostile": "e2e",
     "test_jsonscan": "inprocess",
     "test_hub": "e2e",
+    "test_proxy": "e2e",
     "test_image": "e2e",  # and `image` (in the module): `pytest -m image` runs the image alone
     "test_lifecycle": "e2e",
     "test_manifests_run": "e2e",
