@@ -354,6 +354,20 @@ OPTIONS: Final = {
             "DURATION",
         ),
         Option(
+            "wait",
+            "--wait",
+            "LAYERS_SIDECAR_WAIT",
+            "false",
+            "wait until the key is healthy instead of exiting on a hard stop: every outcome but "
+            "ok is tried again (hard stops at --interval, transient ones with the usual "
+            "back-off) and check exits 0 at the first good answer. Without --deadline it waits "
+            "for ever; with one, it ends at the deadline with the code of the last outcome. "
+            "What an init container runs: a kill switch at start-up holds the pod in Init "
+            "without restarts",
+            _switch,
+            switch=True,
+        ),
+        Option(
             "quitquitquit",
             "--quitquitquit",
             "LAYERS_SIDECAR_QUITQUITQUIT",
@@ -488,6 +502,7 @@ class Settings:
     stale_after: float = _default("stale_after")
     min_credits: float | None = _default("min_credits")
     deadline: float = _default("deadline")
+    wait: bool = _default("wait")
     quitquitquit: bool = _default("quitquitquit")
     ready_file: Path | None = _default("ready_file")
     log_format: LogFormat = _default("log_format")
@@ -546,13 +561,15 @@ COMMANDS: Final = {
         "upstream asked). Exit codes: 0 ready, 1 no good answer by --deadline, "
         "2 configuration error, 3 unauthenticated or client error, 4 billing exhausted, "
         "5 kill switch or access revoked, 6 credits below --min-credits.",
-        _KEY | _POLL | {"deadline", "fallback_api_url"},
+        _KEY | _POLL | {"deadline", "wait", "fallback_api_url"},
         helps={
             "api_key_file": "file holding the key (a mounted Secret), read before each attempt; "
             "the key itself comes from LAYERS_API_KEY, which has no flag on purpose",
             "interval": "longest wait between two retries (the back-off doubles from about 1s "
             "up to this)",
             "timeout": "limit for one whoami request (cut to what is left of --deadline)",
+            "deadline": "how long check retries transient failures (with --wait: every "
+            "failure, and for ever when no deadline is given); 0 means one attempt",
             "min_credits": "when set, passing also needs creditBalance >= N (else exit 6)",
         },
     ),
@@ -613,6 +630,7 @@ def load(
     as the command spells it, for errors.
     """
     values: dict[str, object] = {}
+    defaulted: set[str] = set()
     for name in sorted(names):
         option = OPTIONS[name]
         flag = (spelling or {}).get(name, option.flag)
@@ -624,12 +642,18 @@ def load(
         if text is None:
             text = (overrides or {}).get(name, option.default)
             source = f"{flag} (default)"
+            defaulted.add(name)
         if text is None:
             continue
         try:
             values[name] = option.parse(text)
         except ValueError as error:
             raise ConfigError(source, str(error)) from None
+
+    if values.get("wait") and "deadline" in defaulted:
+        # `check --wait` with no deadline given waits for ever: a kill switch at start-up
+        # holds the pod in Init until Layers clears it, however long that takes.
+        values["deadline"] = math.inf
 
     if (values.get("tls_cert_file") is None) != (values.get("tls_key_file") is None):
         raise ConfigError("--tls-cert-file", "HTTPS needs both --tls-cert-file and --tls-key-file")
