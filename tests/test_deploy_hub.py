@@ -177,7 +177,7 @@ def test_the_hub_is_locked_down_spread_and_protected(built: dict[str, list[Obj]]
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     labels = pod_labels(deployment)
     # The hub is not itself a wired pod: the sidecar components leave it alone.
-    assert "layers-readiness/sidecar" not in labels
+    assert "layers-readiness/wired" not in labels
     assert "layers-readiness/inject" not in deployment["metadata"]["labels"]
     (node,) = [
         c for c in spec["topologySpreadConstraints"] if c["topologyKey"] == "kubernetes.io/hostname"

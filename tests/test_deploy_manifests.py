@@ -40,7 +40,7 @@ from tests.tools import tool
 IMAGE = "ghcr.io/example/layers-readiness:0.1.0"
 KEY_FILE = "/var/run/secrets/layers/api-key"
 PORT_NAME = "layers-http"
-SIDECAR_LABEL = ("layers-readiness/sidecar", "true")
+SIDECAR_LABEL = ("layers-readiness/wired", "true")
 
 DIRECTORIES = kustomizations()
 

@@ -373,7 +373,7 @@ def test_named_templates_work_from_a_parent_chart(parent_chart: Path, mode: str)
     assert sidecar["image"] == "ghcr.io/example/layers-readiness:0.1.0"
     assert spec["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8080}
     assert (
-        deployment["spec"]["template"]["metadata"]["labels"]["layers-readiness/sidecar"] == "true"
+        deployment["spec"]["template"]["metadata"]["labels"]["layers-readiness/wired"] == "true"
     )
     if mode == "native":
         assert spec["initContainers"][0]["restartPolicy"] == "Always"
