@@ -89,7 +89,9 @@ def identity(container: Mapping[str, Any], pod: Mapping[str, Any]) -> tuple[int,
     return uid, gid, groups
 
 
-def secret_file(volume: Mapping[str, Any], key: str, pod: Mapping[str, Any]) -> tuple[int, int, int]:
+def secret_file(
+    volume: Mapping[str, Any], key: str, pod: Mapping[str, Any]
+) -> tuple[int, int, int]:
     """(owner uid, owner gid, mode) of one key's file in a Secret volume, as the kubelet makes it."""
     secret = volume["secret"]
     mode = secret.get("defaultMode", DEFAULT_MODE)
@@ -266,7 +268,9 @@ def judge(kind: str, before_doc: Mapping[str, Any], after_doc: Mapping[str, Any]
     seconds = restart_after_hard_stop(after, ours)
     if seconds is not None:
         findings.append(
-            Finding("restart-on-hard-stop", kind, f"a kill switch at boot restarts after {seconds:g}s")
+            Finding(
+                "restart-on-hard-stop", kind, f"a kill switch at boot restarts after {seconds:g}s"
+            )
         )
     if kind in JOB_KINDS:
         regular = [c["name"] for c in _containers(after, "containers") if c["name"] in ours]

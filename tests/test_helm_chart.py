@@ -384,9 +384,7 @@ def test_named_templates_work_from_a_parent_chart(parent_chart: Path, mode: str)
     assert sidecar["image"] == "ghcr.io/example/layers-readiness:0.1.0"
     # The application's own probe (on 8080) is its own, and nothing of ours is on 8080.
     assert spec["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
-    assert (
-        deployment["spec"]["template"]["metadata"]["labels"]["layers-readiness/wired"] == "true"
-    )
+    assert deployment["spec"]["template"]["metadata"]["labels"]["layers-readiness/wired"] == "true"
     assert spec["initContainers"][0]["name"] == "layers-readiness-check"
     if mode == "native":
         assert spec["initContainers"][1]["restartPolicy"] == "Always"
