@@ -92,7 +92,8 @@ def identity(container: Mapping[str, Any], pod: Mapping[str, Any]) -> tuple[int,
 def secret_file(
     volume: Mapping[str, Any], key: str, pod: Mapping[str, Any]
 ) -> tuple[int, int, int]:
-    """(owner uid, owner gid, mode) of one key's file in a Secret volume, as the kubelet makes it."""
+    """(owner uid, owner gid, mode) of one key's file in a Secret volume, as the kubelet
+    makes it."""
     secret = volume["secret"]
     mode = secret.get("defaultMode", DEFAULT_MODE)
     for item in secret.get("items") or []:
