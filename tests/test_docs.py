@@ -31,7 +31,7 @@ def test_the_lifecycle_manifests_validate(version: str) -> None:
 
 def test_the_lifecycle_manifests_use_the_flags_as_spelt() -> None:
     flags = {option.flag for option in OPTIONS.values()}
-    native, classic, worker = manifests()
+    *_, worker = manifests()
     sidecars = [container(pod_spec(obj), "layers-readiness-serve") for obj in manifests()]
     assert [s["args"] for s in sidecars[:2]] == [["serve"], ["serve", "--quitquitquit"]]
     assert sidecars[2]["args"][:2] == ["serve", "--ready-file"]
