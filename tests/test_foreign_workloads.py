@@ -11,6 +11,7 @@ report it: the harness bites."""
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 import yaml
 
 from tests import kubelet, wiring
-from tests.k8s import K8S_VERSIONS, env_value, validate
+from tests.k8s import K8S_VERSIONS, env_value, kustomize, validate
 
 Obj = dict[str, Any]
 
@@ -218,3 +219,34 @@ def test_a_classic_sidecar_in_a_job_never_ends(
     del serve["restartPolicy"]
     spec["containers"].append(serve)
     assert rules(after, workload) == {"job-never-ends"}
+
+
+def test_the_documented_kustomize_patch_moves_the_port(tmp_path: Path) -> None:
+    """docs/deploy.md's patch, as written there, for a workload that already uses 9476."""
+    docs = (wiring.ROOT / "docs" / "deploy.md").read_text()
+    start = docs.index("**Moving the port.**")
+    block = docs[docs.index("```yaml\n", start) + len("```yaml\n") : docs.index("```\n", start + 1)]
+    patches = yaml.safe_load(block)["patches"]
+    patches[0]["target"]["name"] = "podinfo"
+    workload = wiring.load(wiring.WORKLOADS / "podinfo.yaml")
+    app = kubelet.template(workload)["spec"]["containers"][0]  # type: ignore[index]
+    app["ports"].append({"name": "other", "containerPort": PORT, "protocol": "TCP"})
+    (tmp_path / "podinfo.yaml").write_text(yaml.safe_dump(workload))
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": ["podinfo.yaml"],
+                "components": [
+                    os.path.relpath(
+                        wiring.ROOT / "deploy" / "components" / "native-sidecar", tmp_path
+                    )
+                ],
+                "patches": patches,
+            }
+        )
+    )
+    (after,) = [d for d in kustomize(tmp_path) if d["kind"] == "Deployment"]
+    serve = kubelet.template(after)["spec"]["initContainers"][1]  # type: ignore[index]
+    assert env_value(serve, "LAYERS_SIDECAR_LISTEN") == "0.0.0.0:9477"
+    assert serve["ports"][0]["containerPort"] == 9477
+    assert kubelet.judge("Deployment", workload, after) == []
