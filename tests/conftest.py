@@ -8,7 +8,9 @@
 `pytest -m "not e2e"` is the quick loop; `make test` runs everything. A module missing from
 KINDS counts as `e2e` (the quick loop never pays for a process by surprise) until it is listed.
 Shared builders live in `tests/support.py`, `tests/tools.py`, `tests/monitoring.py`,
-`tests/dockerfile.py`, `tests/k8s.py`, `tests/image.py` (build) and `tests/container.py` (run);
+`tests/dockerfile.py`, `tests/k8s.py`, `tests/image.py` (build) and `tests/container.py` (run),
+`tests/kubelet.py` (the kubelet's rules), `tests/wiring.py` (foreign workloads wired through every
+path) and `tests/kubelet_pod.py` (a wired pod run by podman as the kubelet runs it);
 a test module never imports another test module.
 """
 
@@ -60,6 +62,8 @@ KINDS: Final = {
     "test_helm_chart": "tools",
     "test_helm_hub": "tools",
     "test_deploy_hub": "tools",
+    "test_kubelet": "inprocess",
+    "test_foreign_workloads": "tools",
 }
 KIND_MARKERS: Final = frozenset({"inprocess", "e2e", "tools"})
 
