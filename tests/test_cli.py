@@ -499,6 +499,9 @@ def test_the_demo_prints_curl_lines_that_work(tmp_path: Path) -> None:
             f"127.0.0.1:{emulator_port}",
             "--interval",
             "200ms",
+            # The banner's low-credits line names this flag.
+            "--min-credits",
+            "100",
         ],
         env=clean_env(),
         tmp=tmp_path,
@@ -523,6 +526,10 @@ def test_the_demo_prints_curl_lines_that_work(tmp_path: Path) -> None:
         wait_for(lambda: http("GET", url + "/readyz").status == 503, what="503 after the flip")
         curl(clear)
         wait_for(lambda: http("GET", url + "/readyz").status == 200, what="200 after clearing")
+        assert "layers-sidecar demo --min-credits 100" in demo.stdout
+        curl(next(c for c in curls if '"creditBalance"' in c))
+        wait_for(lambda: http("GET", url + "/readyz").status == 503, what="503 on low credits")
+        assert "credits_low" in http("GET", url + "/readyz").body
     finally:
         assert demo.stop() == 0
     assert os.path.getsize(demo.stderr_path) > 0
