@@ -179,6 +179,14 @@ def test_the_runtime_has_no_shell_and_no_pip(rootfs: Path) -> None:
     assert (rootfs / "usr/bin/python3.11").is_file()
 
 
+def test_var_run_is_run_in_the_image(rootfs: Path) -> None:
+    """Debian's layout, which the distroless base shares: /var/run is a link to /run, so a mount
+    at /var/run/x and one at /run/x are one place. The docs' examples keep clear of both
+    (tests/test_docs.py)."""
+    assert (rootfs / "var/run").is_symlink()
+    assert os.readlink(rootfs / "var/run") in ("/run", "../run")
+
+
 # --- run as a pod runs it -----------------------------------------------------------------------
 
 
