@@ -147,7 +147,7 @@ async def run_check(
             }
             if result is not None:
                 context.update(describe(result))
-            else:
+            elif poller.verdict().detail:
                 context["detail"] = poller.verdict().detail
             context.update(
                 identity(poller.snapshot(), None if result is None else result.request_id)
