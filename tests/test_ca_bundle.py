@@ -29,7 +29,7 @@ from tests.k8s import CHART_DIR, Obj, container, pod_spec, render_chart
 from tests.support import FAKE_KEY, Process, clean_env, emulator, free_port, start, wait_for
 from tests.tools import tool
 
-SIDECAR = "layers-readiness"
+SIDECAR = "layers-readiness-serve"
 
 
 def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
