@@ -68,7 +68,11 @@ def build_parser(*, command: str | None = None) -> argparse.ArgumentParser:
         """argparse, but a usage mistake is one line and exit code 2, like a bad value."""
 
         def error(self, message: str) -> NoReturn:
-            self.exit(EXIT_CONFIG, f"{self.prog}: {message} (see --help)\n")
+            # An unknown flag is reported by the top parser: name the command it was given to.
+            prog = self.prog
+            if command is not None and prog == "layers-sidecar":
+                prog = f"{prog} {command}"
+            self.exit(EXIT_CONFIG, f"{prog}: {message} (see --help)\n")
 
     parser = Parser(
         prog="layers-sidecar",
@@ -86,6 +90,7 @@ def build_parser(*, command: str | None = None) -> argparse.ArgumentParser:
             description=spec.description,
             epilog=_emulate_epilog() if name == "emulate" and command in (None, name) else None,
         )
+        sub.add_argument("--version", action="version", version=f"layers-sidecar {__version__}")
         for option_name in sorted(spec.options, key=list(OPTIONS).index):
             option = OPTIONS[option_name]
             if option.switch:

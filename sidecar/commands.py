@@ -52,13 +52,15 @@ COMMANDS: Final = {
         "upstream asked). Exit codes: 0 ready, 1 no good answer by --deadline, "
         "2 configuration error, 3 unauthenticated or client error, 4 billing exhausted, "
         "5 kill switch or access revoked, 6 credits below --min-credits.",
-        _KEY | _POLL | {"deadline", "fallback_api_url"},
+        _KEY | _POLL | {"deadline", "wait", "fallback_api_url"},
         helps={
             "api_key_file": "file holding the key (a mounted Secret), read before each attempt; "
             "the key itself comes from LAYERS_API_KEY, which has no flag on purpose",
             "interval": "longest wait between two retries (the back-off doubles from about 1s "
             "up to this)",
             "timeout": "limit for one whoami request (cut to what is left of --deadline)",
+            "deadline": "how long check retries transient failures (with --wait: every "
+            "failure, and for ever when no deadline is given); 0 means one attempt",
             "min_credits": "when set, passing also needs creditBalance >= N (else exit 6)",
         },
         run="sidecar.agent.check:run_check",

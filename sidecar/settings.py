@@ -12,6 +12,7 @@ one-line error. `OPTIONS` is derived from the fields; which command takes which 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -113,6 +114,19 @@ class Settings:
         "how long check retries transient failures; 0 means one attempt",
         values.parse_duration,
         "DURATION",
+    )
+    wait: bool = option(
+        "--wait",
+        "LAYERS_SIDECAR_WAIT",
+        "false",
+        "wait until the key is healthy instead of exiting on a hard stop: every outcome but "
+        "ok is tried again (hard stops at --interval, transient ones with the usual "
+        "back-off) and check exits 0 at the first good answer. Without --deadline it waits "
+        "for ever; with one, it ends at the deadline with the code of the last outcome. "
+        "What an init container runs: a kill switch at start-up holds the pod in Init "
+        "without restarts",
+        values.switch,
+        switch=True,
     )
     quitquitquit: bool = option(
         "--quitquitquit",
@@ -251,6 +265,7 @@ def load(
     as the command spells it, for errors.
     """
     parsed: dict[str, object] = {}
+    defaulted: set[str] = set()
     for name in sorted(names):
         declared = OPTIONS[name]
         flag = (spelling or {}).get(name, declared.flag)
@@ -262,12 +277,18 @@ def load(
         if text is None:
             text = (overrides or {}).get(name, declared.default)
             source = f"{flag} (default)"
+            defaulted.add(name)
         if text is None:
             continue
         try:
             parsed[name] = declared.parse(text)
         except ValueError as error:
             raise ConfigError(source, str(error)) from None
+
+    if parsed.get("wait") and "deadline" in defaulted:
+        # `check --wait` with no deadline given waits for ever: a kill switch at start-up
+        # holds the pod in Init until Layers clears it, however long that takes.
+        parsed["deadline"] = math.inf
 
     if (parsed.get("tls_cert_file") is None) != (parsed.get("tls_key_file") is None):
         raise ConfigError("--tls-cert-file", "HTTPS needs both --tls-cert-file and --tls-key-file")

@@ -11,8 +11,10 @@ pays for a process by surprise) until it is listed. Each source module `sidecar/
 has its tests in `tests/test_<role>_<name>.py` (`tests/test_<name>.py` for the core at the top of
 `sidecar/`); the other modules test behaviour across modules (processes, tools, the image).
 Shared builders live in `tests/support.py`, `tests/strategies.py` (hypothesis), `tests/tools.py`,
-`tests/monitoring.py`, `tests/dockerfile.py`, `tests/k8s.py`, `tests/image.py` (build) and
-`tests/container.py` (run); a test module never imports another test module.
+`tests/monitoring.py`, `tests/dockerfile.py`, `tests/k8s.py`, `tests/image.py` (build),
+`tests/container.py` (run), `tests/kubelet.py` (the kubelet's rules), `tests/wiring.py` (foreign
+workloads wired through every path) and `tests/kubelet_pod.py` (a wired pod run by podman as the
+kubelet runs it); a test module never imports another test module.
 
 Hypothesis runs a profile: `dev` (few examples, the quick loop's pace) unless CI=true, which
 selects `ci` (the full count). HYPOTHESIS_PROFILE names one explicitly.
@@ -101,6 +103,8 @@ KINDS: Final = {
     "test_helm_chart": "tools",
     "test_helm_hub": "tools",
     "test_deploy_hub": "tools",
+    "test_kubelet": "inprocess",
+    "test_foreign_workloads": "tools",
 }
 KIND_MARKERS: Final = frozenset({"inprocess", "e2e", "tools"})
 

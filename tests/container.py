@@ -107,7 +107,7 @@ class Sandbox:
 
 
 # Where the manifests mount the key Secret, and the file the program reads.
-KEY_DIR = "/var/run/secrets/layers"
+KEY_DIR = "/etc/layers-readiness"
 KEY_FILE = f"{KEY_DIR}/api-key"
 
 

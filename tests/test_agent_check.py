@@ -4,6 +4,7 @@ deadline logic without subprocesses and without waiting."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
@@ -15,15 +16,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from sidecar.agent.check import MIN_ATTEMPT, run_check, shown_url
+from sidecar.agent.check import MIN_ATTEMPT, WAIT_REMINDER, run_check, shown_url
 from sidecar.agent.keys import EnvKey, FileKey
 from sidecar.agent.poller import Clock
+from sidecar.commands import load_command
 from sidecar.emulator import app as emulator
 from sidecar.exits import (
     EXIT_BILLING,
     EXIT_CONFIG,
     EXIT_DEADLINE,
     EXIT_READY,
+    EXIT_STOPPED,
     EXIT_UNAUTHENTICATED,
 )
 from sidecar.secret import Secret
@@ -213,3 +216,113 @@ def test_a_url_is_shown_without_credentials() -> None:
         "https://api.example:8443/v1/whoami"
     )
     assert shown_url("https://api.layers.com/v1/whoami") == "https://api.layers.com/v1/whoami"
+
+
+class Until:
+    """A fake clock that runs `then` once `after` seconds have passed: Layers clearing a switch."""
+
+    def __init__(self, after: float, then: Callable[[], object]) -> None:
+        self.fake, self.after, self.then = FakeClock(), after, then
+
+    async def sleep(self, seconds: float) -> None:
+        await self.fake.sleep(seconds)
+        if self.fake.now - 1000.0 >= self.after:
+            self.then()
+
+    def clock(self) -> Clock:
+        return Clock(mono=self.fake.mono, sleep=self.sleep)
+
+
+def waits(logs: Logs) -> Logs:
+    return [e for e in own(logs) if e["event"] in ("check waiting", "check still waiting")]
+
+
+async def test_wait_holds_through_a_kill_switch_and_passes_within_one_interval_of_it_clearing(
+    upstream: TestServer, logs: Logs
+) -> None:
+    current = scenario(upstream).scenario
+    current.killSwitch = True
+
+    def clear() -> None:
+        current.killSwitch = False
+
+    until = Until(250.0, clear)  # cleared after a little over 4 minutes
+    run = settings(upstream, wait=True, deadline=float("inf"), interval=30.0)
+    assert await run_check(run, structlog.get_logger(), clock=until.clock()) == EXIT_READY
+    # A hard stop is asked again every --interval, never faster and never given up on.
+    assert set(until.fake.sleeps) == {30.0}
+    # Passed at the first attempt after the switch cleared: within one interval of it.
+    assert until.fake.now - 1000.0 - 250.0 < 30.0
+    assert scenario(upstream).whoami_requests == len(until.fake.sleeps) + 1
+    lines = waits(logs)
+    # One line when the reason appeared, then a reminder at most once a minute.
+    assert lines[0]["event"] == "check waiting"
+    assert {line["reason"] for line in lines} == {"kill_switch"}
+    assert [line["event"] for line in lines[1:]] == ["check still waiting"] * (len(lines) - 1)
+    times = [line["waitedSeconds"] for line in lines]
+    assert all(b - a >= WAIT_REMINDER for a, b in itertools.pairwise(times))
+    assert len(lines) < len(until.fake.sleeps)  # not one line per attempt
+    assert own(logs)[-1]["event"] == "check passed"
+
+
+async def test_wait_logs_each_change_of_reason(upstream: TestServer, logs: Logs) -> None:
+    current = scenario(upstream).scenario
+    current.failure = "server_error"
+    steps: Iterator[str | None] = iter(["kill_switch", None])
+    fake = FakeClock()
+
+    async def sleep(seconds: float) -> None:
+        await fake.sleep(seconds)
+        # Each new reason after a few attempts of the one before.
+        if len(fake.sleeps) % 3 == 0:
+            current.failure = next(steps, None)
+
+    clock = Clock(mono=fake.mono, sleep=sleep)
+    run = settings(upstream, wait=True, deadline=float("inf"), interval=5.0)
+    assert await run_check(run, structlog.get_logger(), clock=clock) == EXIT_READY
+    assert [line["reason"] for line in waits(logs) if line["event"] == "check waiting"] == [
+        "server_error",
+        "kill_switch",
+    ]
+
+
+async def test_wait_with_a_deadline_ends_there_with_the_code_of_the_last_outcome(
+    upstream: TestServer, logs: Logs
+) -> None:
+    scenario(upstream).scenario.killSwitch = True
+    fake = FakeClock()
+    code = await check(upstream, fake, wait=True, deadline=100.0, interval=30.0)
+    assert code == EXIT_STOPPED  # the kill switch's own code, not 1
+    assert sum(fake.sleeps) == pytest.approx(100.0 - MIN_ATTEMPT)  # the last one just fits
+    last = own(logs)[-1]
+    assert (last["event"], last["reason"]) == ("check failed", "kill_switch")
+    assert "no good answer within --deadline 100s" in last["detail"]
+
+
+async def test_wait_with_a_deadline_on_transients_ends_with_code_1(upstream: TestServer) -> None:
+    scenario(upstream).scenario.failure = "unavailable"
+    fake = FakeClock()
+    assert await check(upstream, fake, wait=True, deadline=20.0) == EXIT_DEADLINE
+    assert sum(fake.sleeps) == pytest.approx(20.0 - MIN_ATTEMPT)
+
+
+async def test_wait_waits_for_a_key_file_that_is_not_there_yet(
+    upstream: TestServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "api-key"
+    until = Until(60.0, lambda: path.write_text(FAKE_KEY))
+    run = settings(upstream, wait=True, deadline=float("inf"), interval=30.0)
+    code = await run_check(run, structlog.get_logger(), keys=FileKey(path), clock=until.clock())
+    assert code == EXIT_READY
+    assert until.fake.sleeps == [30.0, 30.0]
+
+
+def test_wait_without_a_deadline_waits_for_ever_and_a_given_one_is_kept() -> None:
+    env = {"LAYERS_API_KEY": FAKE_KEY}
+    assert load_command("check", {"wait": "true"}, env).deadline == float("inf")
+    assert load_command("check", {}, {**env, "LAYERS_SIDECAR_WAIT": "1"}).deadline == float("inf")
+    given = {**env, "LAYERS_SIDECAR_WAIT": "true", "LAYERS_SIDECAR_DEADLINE": "10m"}
+    assert load_command("check", {}, given).deadline == 600.0
+    assert load_command("check", {"wait": "true", "deadline": "0"}, env).deadline == 0.0
+    without = load_command("check", {}, env)
+    assert (without.wait, without.deadline) == (False, 60.0)

@@ -36,7 +36,7 @@ from tests.support import (
     wait_for,
 )
 
-SIDECAR = "layers-readiness"
+SIDECAR = "layers-readiness-serve"
 
 
 @contextlib.contextmanager

@@ -77,9 +77,56 @@ def test_help_explains_and_shows_no_key(subcommand: list[str]) -> None:
         assert "time between polls" not in done.stdout
 
 
-def test_version() -> None:
-    done = run("--version")
-    assert re.fullmatch(r"layers-sidecar \d+\.\d+\.\d+.*\n", done.stdout)
+@pytest.mark.parametrize("subcommand", [[], ["serve"], ["check"], ["emulate"], ["demo"], ["hub"]])
+def test_version(subcommand: list[str]) -> None:
+    # On every command too: `layers-sidecar serve --version` is what people type in a pod.
+    done = run(*subcommand, "--version")
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(rf"layers-sidecar {re.escape(__version__)}\n", done.stdout)
+
+
+@pytest.mark.parametrize("subcommand", ["serve", "check", "hub"])
+def test_an_unknown_flag_names_its_command(subcommand: str) -> None:
+    done = run(subcommand, "--no-such-flag", LAYERS_API_KEY=FAKE_KEY)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"layers-sidecar {subcommand}: unrecognized arguments: ")
+    assert "--no-such-flag" in done.stderr
+
+
+def test_json_logs_carry_severity_beside_level(upstream: Emulator) -> None:
+    upstream.set(killSwitch=True)
+    lines = [json.loads(line) for line in check(upstream, "--deadline", "0")[1].splitlines()]
+    assert [(line["level"], line["severity"]) for line in lines] == [("error", "ERROR")]
+    assert list(lines[0])[:4] == ["timestamp", "level", "severity", "event"]
+
+
+def test_check_wait_holds_through_a_kill_switch_and_passes_within_one_interval(
+    upstream: Emulator,
+) -> None:
+    upstream.set(killSwitch=True)
+    proc = subprocess.Popen(
+        command("check", "--wait", "--interval", "1s"),
+        env=clean_env(LAYERS_API_KEY=FAKE_KEY, LAYERS_API_URL=upstream.url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Still waiting after several hard-stop answers: no exit 5.
+        wait_for(lambda: upstream.whoami_requests() >= 3, what="three answers of the switch")
+        assert proc.poll() is None
+        cleared = time.monotonic()
+        upstream.set(killSwitch=False)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert time.monotonic() - cleared < 1 + 1  # one --interval, and a little for the answer
+    events = [json.loads(line) for line in stderr.splitlines()]
+    assert [(e["event"], e.get("reason")) for e in events] == [
+        ("check waiting", "kill_switch"),
+        ("check passed", "ok"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -452,6 +499,9 @@ def test_the_demo_prints_curl_lines_that_work(tmp_path: Path) -> None:
             f"127.0.0.1:{emulator_port}",
             "--interval",
             "200ms",
+            # The banner's low-credits line names this flag.
+            "--min-credits",
+            "100",
         ],
         env=clean_env(),
         tmp=tmp_path,
@@ -476,6 +526,10 @@ def test_the_demo_prints_curl_lines_that_work(tmp_path: Path) -> None:
         wait_for(lambda: http("GET", url + "/readyz").status == 503, what="503 after the flip")
         curl(clear)
         wait_for(lambda: http("GET", url + "/readyz").status == 200, what="200 after clearing")
+        assert "layers-sidecar demo --min-credits 100" in demo.stdout
+        curl(next(c for c in curls if '"creditBalance"' in c))
+        wait_for(lambda: http("GET", url + "/readyz").status == 503, what="503 on low credits")
+        assert "credits_low" in http("GET", url + "/readyz").body
     finally:
         assert demo.stop() == 0
     assert os.path.getsize(demo.stderr_path) > 0

@@ -120,3 +120,18 @@ def test_dashboard_is_read_only_and_every_stat_has_a_unit() -> None:
         unit = panel["fieldConfig"]["defaults"].get("unit")
         assert unit, f"stat {panel['title']!r} has no unit"
         assert unit != "none", f"stat {panel['title']!r} says its unit is none"
+
+
+def test_no_two_panels_share_a_place_on_the_grid() -> None:
+    """Grafana stacks overlapping panels: one hides the other (the "Rate-limit tier" stat and
+    state-timeline once sat on the same spot)."""
+    boxes = []
+    for panel in all_panels(load_dashboard()["panels"]):
+        grid = panel["gridPos"]
+        x, y = grid["x"], grid["y"]
+        boxes.append((panel["title"], x, y, x + grid["w"], y + grid["h"]))
+    for i, (name, x0, y0, x1, y1) in enumerate(boxes):
+        assert 0 <= x0 < x1 <= 24, name
+        for other, a0, b0, a1, b1 in boxes[i + 1 :]:
+            overlap = x0 < a1 and a0 < x1 and y0 < b1 and b0 < y1
+            assert not overlap, f"{name!r} and {other!r} share grid cells"

@@ -33,7 +33,7 @@ from tests.k8s import (
 
 REAL_API = "https://api.layers.com"
 HUB = "layers-readiness-hub"
-WIRED = ("layers-readiness", "layers-readiness-check")
+WIRED = ("layers-readiness-serve", "layers-readiness-check")
 IMAGE = "ghcr.io/example/layers-readiness:0.1.0"
 
 
@@ -110,8 +110,8 @@ def test_every_wired_container_calls_the_hub_then_the_real_api(
 ) -> None:
     objects = built[wiring]
     containers = wired(objects)
-    expected = ["layers-readiness"] if wiring == "native" else list(WIRED)[::-1]
-    assert sorted(c["name"] for c in containers) == sorted(expected)
+    # Both wirings: the gate and the sidecar (native or classic) call the hub.
+    assert sorted(c["name"] for c in containers) == sorted(WIRED)
     service = named(objects, "Service", HUB)
     (port,) = service["spec"]["ports"]
     for c in containers:
@@ -177,7 +177,7 @@ def test_the_hub_is_locked_down_spread_and_protected(built: dict[str, list[Obj]]
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     labels = pod_labels(deployment)
     # The hub is not itself a wired pod: the sidecar components leave it alone.
-    assert "layers-readiness/sidecar" not in labels
+    assert "layers-readiness/wired" not in labels
     assert "layers-readiness/inject" not in deployment["metadata"]["labels"]
     (node,) = [
         c for c in spec["topologySpreadConstraints"] if c["topologyKey"] == "kubernetes.io/hostname"

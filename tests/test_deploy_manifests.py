@@ -1,6 +1,6 @@
 """`deploy/`: every kustomization builds with `kubectl kustomize`, every object it builds is valid
 for Kubernetes 1.29 and the newest version kubernetes-validate knows (strict: unknown fields
-fail), and the wiring is what the docs promise: the three patterns, a Secret mounted as a file,
+fail), and the wiring is what the docs promise: both wirings, a Secret mounted as a file,
 locked-down security contexts, a PodMonitor and a plain scrape config that find the sidecar.
 
 CRDs (PodMonitor, PrometheusRule) are validated by tests/k8s.py against strict subsets of the
@@ -38,9 +38,9 @@ from tests.k8s import (
 from tests.tools import tool
 
 IMAGE = "ghcr.io/example/layers-readiness:0.1.0"
-KEY_FILE = "/var/run/secrets/layers/api-key"
+KEY_FILE = "/etc/layers-readiness/api-key"
 PORT_NAME = "layers-http"
-SIDECAR_LABEL = ("layers-readiness/sidecar", "true")
+SIDECAR_LABEL = ("layers-readiness/wired", "true")
 
 DIRECTORIES = kustomizations()
 
@@ -55,7 +55,9 @@ def test_the_expected_kustomizations_exist() -> None:
         "examples/native-sidecar",
         "prometheus",
     } <= names
-    for component in ("classic", "native-sidecar", "readiness-probe"):
+    # The readiness-probe component (it replaced the application's own probe) is gone.
+    assert not (DEPLOY_DIR / "components" / "readiness-probe").exists()
+    for component in ("classic", "native-sidecar"):
         document = yaml.safe_load(
             (DEPLOY_DIR / "components" / component / "kustomization.yaml").read_text()
         )
@@ -110,17 +112,16 @@ def test_classic_example_has_a_check_init_container_and_a_serve_sidecar(
 ) -> None:
     spec = pod_spec(deployment(built["examples/classic"]))
     init = container(spec, "layers-readiness-check")
-    assert init in spec["initContainers"]
+    assert spec["initContainers"] == [init]
     assert "restartPolicy" not in init, "a classic init container runs to completion"
-    assert init["args"] == ["check"]
+    assert init["args"] == ["check", "--wait"]
     assert "command" not in init
     assert init["image"] == IMAGE
-    sidecar = container(spec, "layers-readiness")
-    assert sidecar in spec["containers"]
+    sidecar = container(spec, "layers-readiness-serve")
     assert sidecar["args"] == ["serve"]
-    # The application stays the first container: the readiness-probe component relies on it.
-    assert spec["containers"][0]["name"] == "app"
-    assert spec["containers"][-1]["name"] == "layers-readiness"
+    # Appended after the application's containers.
+    assert [c["name"] for c in spec["containers"]] == ["app", "layers-readiness-serve"]
+    assert listen_port(sidecar) == 9476
     port = listen_port(sidecar)
     assert resolve_port(sidecar, sidecar["readinessProbe"]["httpGet"]["port"]) == port
     assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -132,31 +133,34 @@ def test_native_example_has_one_native_sidecar_gating_start_up(
     built: dict[str, list[Obj]],
 ) -> None:
     spec = pod_spec(deployment(built["examples/native-sidecar"]))
-    (sidecar,) = spec["initContainers"]
-    assert sidecar["name"] == "layers-readiness"
+    gate, sidecar = spec["initContainers"]
+    assert (gate["name"], gate["args"]) == ("layers-readiness-check", ["check", "--wait"])
+    assert sidecar["name"] == "layers-readiness-serve"
     assert sidecar["restartPolicy"] == "Always"
     assert sidecar["args"] == ["serve"]
     port = listen_port(sidecar)
+    assert port == 9476
     startup = sidecar["startupProbe"]
-    assert startup["httpGet"]["path"] == "/readyz"
+    # Never /readyz: a kill switch at boot must not make the kubelet restart the sidecar (the
+    # gate already held the pod until the key was healthy).
+    assert startup["httpGet"]["path"] == "/livez"
     assert resolve_port(sidecar, startup["httpGet"]["port"]) == port
-    # Long enough for check's default deadline worth of transient failures.
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
     assert sidecar["livenessProbe"]["httpGet"]["path"] == "/livez"
-    assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    readiness = sidecar["readinessProbe"]
+    assert readiness["httpGet"]["path"] == "/readyz"
+    # One slow answer is ridden out; a kill switch drops the pod within a few seconds.
+    assert readiness["failureThreshold"] == 2
+    assert readiness["periodSeconds"] * readiness["failureThreshold"] <= 5
     assert [c["name"] for c in spec["containers"]] == ["app"]
 
 
 @pytest.mark.parametrize("example", ["examples/classic", "examples/native-sidecar", "."])
-def test_app_readiness_probe_asks_the_sidecar(built: dict[str, list[Obj]], example: str) -> None:
+def test_the_application_keeps_its_own_probes(built: dict[str, list[Obj]], example: str) -> None:
     spec = pod_spec(deployment(built[example]))
-    app = spec["containers"][0]
-    assert app["name"] == "app"
-    probe = app["readinessProbe"]["httpGet"]
-    assert probe["path"] == "/readyz"
-    # A number: containers share the pod's network, so this is the sidecar's listen port.
-    assert isinstance(probe["port"], int)
-    assert probe["port"] == listen_port(container(spec, "layers-readiness"))
+    (app,) = [c for c in spec["containers"] if c["name"] == "app"]
+    source = yaml.safe_load((DEPLOY_DIR / "app" / "deployment.yaml").read_text())
+    assert app == pod_spec(source)["containers"][0]
+    assert "readinessProbe" not in app
 
 
 def our_containers(spec: Obj) -> list[Obj]:

@@ -179,6 +179,18 @@ async def test_bad_scenario_patches_are_400_and_change_nothing(client: Client, p
     assert await (await client.get("/_emulator/scenario")).json() == before
 
 
+@pytest.mark.parametrize("body", [b"killSwitch=true", b"{not json", b"\xff\xfe", b""])
+async def test_a_body_that_is_not_json_is_a_clean_400(client: Client, body: bytes) -> None:
+    response = await client.post("/_emulator/scenario", data=body)
+    assert response.status == 400
+    assert response.content_type == "application/json"
+    error = (await response.json())["error"]
+    # Says what to send, not the JSON parser's own words.
+    assert error.startswith("the body must be a JSON object")
+    assert "Expecting" not in error
+    assert "line 1" not in error
+
+
 async def test_reset_restores_the_start_and_zeroes_the_counter(client: Client) -> None:
     await scenario(client, killSwitch=True)
     await whoami(client)

@@ -42,7 +42,7 @@ from tests.k8s import (
 
 CI_FILES = sorted((CHART_DIR / "ci").glob("*-values.yaml"))
 SCENARIOS = {path.name.removesuffix("-values.yaml"): path for path in CI_FILES}
-KEY_FILE = "/var/run/secrets/layers/api-key"
+KEY_FILE = "/etc/layers-readiness/api-key"
 
 # The only finding lint may report: an informational nudge to add an icon URL, which a chart
 # without a published home has nothing honest to point at.
@@ -82,7 +82,7 @@ def test_ci_scenarios_cover_the_features() -> None:
         "native-no-app-probe",
         "podmonitor-joblabel",
         "platform",
-        "job-quitquitquit",
+        "job",
     } <= set(SCENARIOS)
 
 
@@ -146,42 +146,47 @@ def test_secure_defaults(rendered: dict[str, list[Obj]]) -> None:
 
 def test_native_mode_is_the_default(rendered: dict[str, list[Obj]]) -> None:
     spec = pod_spec(the_deployment(rendered["default"]))
-    (sidecar,) = spec["initContainers"]
-    assert sidecar["name"] == "layers-readiness"
+    check, sidecar = spec["initContainers"]
+    assert (check["name"], check["args"]) == ("layers-readiness-check", ["check", "--wait"])
+    # No deadline by default: `check --wait` holds the pod in Init, without restarts.
+    assert env_value(check, "LAYERS_SIDECAR_DEADLINE") is None
+    assert sidecar["name"] == "layers-readiness-serve"
     assert sidecar["restartPolicy"] == "Always"
     assert sidecar["args"] == ["serve"]
     assert sidecar["image"] == "ghcr.io/example/layers-readiness:0.1.0"
     listen = env_value(sidecar, "LAYERS_SIDECAR_LISTEN")
-    assert listen == "0.0.0.0:8080"
-    for probe, path in (("startupProbe", "/readyz"), ("readinessProbe", "/readyz")):
+    assert listen == "0.0.0.0:9476"
+    probes = {"startupProbe": "/livez", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
+    for probe, path in probes.items():
         assert sidecar[probe]["httpGet"]["path"] == path
-        assert resolve_port(sidecar, sidecar[probe]["httpGet"]["port"]) == 8080
-    assert sidecar["livenessProbe"]["httpGet"]["path"] == "/livez"
+        assert resolve_port(sidecar, sidecar[probe]["httpGet"]["port"]) == 9476
+    assert sidecar["readinessProbe"]["failureThreshold"] == 2
     assert [c["name"] for c in spec["containers"]] == ["app"]
-    app_probe = spec["containers"][0]["readinessProbe"]["httpGet"]
-    assert app_probe == {"path": "/readyz", "port": 8080}
+    # The application keeps its own probes: none replaced by default.
+    assert "readinessProbe" not in spec["containers"][0]
 
 
 def test_classic_mode(rendered: dict[str, list[Obj]]) -> None:
     spec = pod_spec(the_deployment(rendered["classic"]))
     (check,) = spec["initContainers"]
     assert check["name"] == "layers-readiness-check"
-    assert check["args"] == ["check"]
+    assert check["args"] == ["check", "--wait"]
     assert "restartPolicy" not in check
     assert env_value(check, "LAYERS_SIDECAR_DEADLINE") == "2m"
     assert env_value(check, "LAYERS_SIDECAR_LISTEN") is None
-    assert [c["name"] for c in spec["containers"]] == ["app", "layers-readiness"]
-    sidecar = container(spec, "layers-readiness")
-    assert "startupProbe" not in sidecar
+    assert [c["name"] for c in spec["containers"]] == ["app", "layers-readiness-serve"]
+    sidecar = container(spec, "layers-readiness-serve")
+    assert sidecar["startupProbe"]["httpGet"]["path"] == "/livez"
     assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert spec["containers"][0]["readinessProbe"]["httpGet"]["port"] == 8080
+    # The opt-in application probe (this scenario turns it on) asks the sidecar's port.
+    assert spec["containers"][0]["readinessProbe"]["httpGet"]["port"] == 9476
 
 
 def test_app_probe_can_be_left_out(rendered: dict[str, list[Obj]]) -> None:
     spec = pod_spec(the_deployment(rendered["native-no-app-probe"]))
     assert "readinessProbe" not in spec["containers"][0]
-    (sidecar,) = spec["initContainers"]
-    assert sidecar["image"].endswith("@sha256:" + "0" * 64)
+    for sidecar in spec["initContainers"]:
+        assert sidecar["image"].endswith("@sha256:" + "0" * 64)
 
 
 @pytest.mark.parametrize("scenario", ["default", "classic", "secret-and-settings"])
@@ -194,6 +199,10 @@ def test_key_is_a_mounted_secret_file(rendered: dict[str, list[Obj]], scenario: 
         assert env_value(c, "LAYERS_API_KEY") is None
         assert env_value(c, "LAYERS_API_KEY_FILE") == KEY_FILE
         assert secret_file(objects, spec, c, KEY_FILE) is not None
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "layers-readiness-api-key"]
+    # Readable without fsGroup; the whole Secret, so a rotation reaches the file.
+    assert volume["secret"]["defaultMode"] == 0o444
+    assert "items" not in volume["secret"]
 
 
 def test_chart_can_create_the_secret(rendered: dict[str, list[Obj]]) -> None:
@@ -202,7 +211,7 @@ def test_chart_can_create_the_secret(rendered: dict[str, list[Obj]]) -> None:
     assert secret["metadata"]["name"] == "layers-api-key-ci"
     assert secret_value(secret, "api-key") == "lp_test_k1_FAKEsecretFAKE"
     spec = pod_spec(the_deployment(objects))
-    sidecar = container(spec, "layers-readiness")
+    sidecar = container(spec, "layers-readiness-serve")
     found = secret_file(objects, spec, sidecar, KEY_FILE)
     assert found is not None
     assert found[0] is secret
@@ -225,8 +234,8 @@ def test_monitoring_objects(rendered: dict[str, list[Obj]]) -> None:
         assert pod_labels[key] == value
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["path"] == "/metrics"
-    sidecar = container(pod_spec(deployment), "layers-readiness")
-    assert resolve_port(sidecar, endpoint["port"]) == 8080
+    sidecar = container(pod_spec(deployment), "layers-readiness-serve")
+    assert resolve_port(sidecar, endpoint["port"]) == 9476
 
     (rule,) = of_kind(objects, "PrometheusRule")
     source = yaml.safe_load((CHART_DIR / "files" / "alerts.rules.yaml").read_text())
@@ -290,12 +299,12 @@ def test_schema_refuses_mistakes(values: dict[str, Any], complaint: str) -> None
 
 def test_same_port_for_app_and_sidecar_is_refused() -> None:
     with pytest.raises(helm_python.HelmRenderError, match=r"example\.port must differ"):
-        render_chart({"example": {"port": 8080}})
+        render_chart({"example": {"port": 9476}})
 
 
 def test_notes_say_how_to_reach_the_sidecar() -> None:
     notes = render_notes({})
-    assert "port-forward deploy/demo-layers-readiness 8080:8080" in notes
+    assert "port-forward deploy/demo-layers-readiness 9476:9476" in notes
     assert "create secret generic layers-api-key" in notes
     assert "native" in notes
     classic = render_notes({"wiring": {"mode": "classic"}})
@@ -328,7 +337,9 @@ spec:
         - name: shop
           image: registry.example.com/shop:1.2.3
           readinessProbe:
-            {{- include "layers-readiness.readinessProbe" $lr | nindent 12 }}
+            httpGet:
+              path: /healthz
+              port: 8080
         {{- with include "layers-readiness.containers" $lr }}
         {{- . | nindent 8 }}
         {{- end }}
@@ -365,19 +376,18 @@ def test_named_templates_work_from_a_parent_chart(shop: Path, mode: str) -> None
     for version in K8S_VERSIONS:
         validate(deployment, version)
     spec = pod_spec(deployment)
-    sidecar = container(spec, "layers-readiness")
+    sidecar = container(spec, "layers-readiness-serve")
     # The parent's appVersion (9.9.9) must not leak into the sidecar's image tag.
     assert sidecar["image"] == "ghcr.io/example/layers-readiness:0.1.0"
-    assert spec["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8080}
-    assert (
-        deployment["spec"]["template"]["metadata"]["labels"]["layers-readiness/sidecar"] == "true"
-    )
+    # The application's own probe (on 8080) is its own, and nothing of ours is on 8080.
+    assert spec["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
+    assert deployment["spec"]["template"]["metadata"]["labels"]["layers-readiness/wired"] == "true"
+    assert spec["initContainers"][0]["name"] == "layers-readiness-check"
     if mode == "native":
-        assert spec["initContainers"][0]["restartPolicy"] == "Always"
+        assert spec["initContainers"][1]["restartPolicy"] == "Always"
         assert [c["name"] for c in spec["containers"]] == ["shop"]
     else:
-        assert spec["initContainers"][0]["name"] == "layers-readiness-check"
-        assert [c["name"] for c in spec["containers"]] == ["shop", "layers-readiness"]
+        assert [c["name"] for c in spec["containers"]] == ["shop", "layers-readiness-serve"]
 
 
 def test_native_mode_refused_below_kubernetes_1_29(shop: Path) -> None:
@@ -406,14 +416,14 @@ def test_platform_values_reach_every_layers_container(rendered: dict[str, list[O
     spec = pod_spec(deployment)
     ours = [c for _, c in all_containers(spec) if c["name"].startswith("layers-readiness")]
     # the init container `check` and the classic sidecar alike
-    assert sorted(c["name"] for c in ours) == ["layers-readiness", "layers-readiness-check"]
+    assert sorted(c["name"] for c in ours) == ["layers-readiness-check", "layers-readiness-serve"]
     for c in ours:
         assert c["image"] == "registry.internal.example.com/example/layers-readiness:0.1.0"
         assert c["envFrom"] == [{"configMapRef": {"name": "egress-proxy"}}]
         assert env_value(c, "SSL_CERT_FILE") == "/etc/ssl/corporate/ca-bundle.crt"
         mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
         assert mounts["corporate-ca"] == "/etc/ssl/corporate"
-        assert c["args"][1:] == ["--log-level=debug"]
+        assert c["args"][-1] == "--log-level=debug"
     # the example application comes from the same mirror
     assert (
         container(spec, "app")["image"] == "registry.internal.example.com/hashicorp/http-echo:1.0"
@@ -442,7 +452,7 @@ def test_disruption_budget_and_network_policy_select_the_pods(
         assert selector["matchLabels"].items() <= pod_labels.items()
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     scrape, app = policy["spec"]["ingress"]
-    assert scrape["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert scrape["ports"] == [{"port": 9476, "protocol": "TCP"}]
     assert scrape["from"][0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "monitoring"
     }
@@ -478,29 +488,32 @@ def test_podmonitor_options(rendered: dict[str, list[Obj]]) -> None:
     assert "app.kubernetes.io/instance" not in by_label["spec"]["selector"]["matchLabels"]
 
 
-def test_example_job_ends_its_classic_sidecar_with_quitquitquit(
-    rendered: dict[str, list[Obj]],
-) -> None:
-    objects = rendered["job-quitquitquit"]
+def test_example_job_always_ends(rendered: dict[str, list[Obj]]) -> None:
+    objects = rendered["job"]
     assert sorted(o["kind"] for o in objects) == ["Job", "ServiceAccount"]
     (job,) = of_kind(objects, "Job")
+    # Ends whatever happens; the gate's wait is bounded below that.
+    assert job["spec"]["activeDeadlineSeconds"] == 900
     spec = pod_spec(job)
     assert spec["restartPolicy"] == "Never"
     (check,) = spec["initContainers"]
-    assert check["args"] == ["check"]
-    assert "restartPolicy" not in check
-    work, sidecar = spec["containers"]
-    assert sidecar["name"] == "layers-readiness"
-    assert "restartPolicy" not in sidecar, "a classic sidecar: the Job must end it"
-    assert sidecar["args"] == ["serve"]
-    assert env_value(sidecar, "LAYERS_SIDECAR_QUITQUITQUIT") == "true"
-    port = int(str(env_value(sidecar, "LAYERS_SIDECAR_LISTEN")).rsplit(":", 1)[1])
-    script = work["command"][-1]
-    assert f"curl -fsS -X POST http://127.0.0.1:{port}/quitquitquit" in script
-    assert "reporting the day's numbers" in script
-    # the work's own exit status is the Job's, not curl's
-    assert script.rstrip().endswith("exit $status")
+    assert check["args"] == ["check", "--wait"]
+    assert env_value(check, "LAYERS_SIDECAR_DEADLINE") == "5m"
+    # Classic mode in a Job: the gate only, nothing of ours that could keep the pod running.
+    (work,) = spec["containers"]
+    assert "reporting the day's numbers" in work["command"][-1]
     assert not of_kind(rendered["default"], "Job")
+
+
+def test_example_job_in_native_mode_keeps_a_native_sidecar_that_ends_with_it() -> None:
+    objects = render_chart({"example": {"enabled": False}, "exampleJob": {"enabled": True}})
+    (job,) = [o for docs in objects.values() for o in docs if o["kind"] == "Job"]
+    spec = pod_spec(job)
+    assert [(c["name"], c.get("restartPolicy")) for c in spec["initContainers"]] == [
+        ("layers-readiness-check", None),
+        ("layers-readiness-serve", "Always"),
+    ]
+    assert [c["name"] for c in spec["containers"]] == ["work"]
 
 
 def test_values_table_in_the_readme_is_current() -> None:
@@ -547,5 +560,5 @@ def test_a_parent_chart_s_global_image_registry_reaches_the_sidecar(shop: Path) 
         for obj in load_documents(text)
     ]
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
-    sidecar = container(pod_spec(deployment), "layers-readiness")
+    sidecar = container(pod_spec(deployment), "layers-readiness-serve")
     assert sidecar["image"] == "mirror.example.com/example/layers-readiness:0.1.0"

@@ -42,7 +42,7 @@ from tests.tools import tool
 REAL_API = "https://api.layers.com"
 NAMESPACE = "apps"
 HUB = "demo-layers-readiness-hub"
-WIRED = ("layers-readiness", "layers-readiness-check")
+WIRED = ("layers-readiness-serve", "layers-readiness-check")
 
 
 def scenario(name: str, **overrides: Any) -> list[Obj]:
@@ -252,18 +252,14 @@ def test_every_wired_container_calls_the_hub_then_the_real_api(
     objects = {"hub": hub, "hub-tls": hub_tls}[name]
     containers = wired(objects)
     modes = {c["name"]: "restartPolicy" in c for c in containers}
-    expected = (
-        {"layers-readiness": True}
-        if name == "hub"
-        else {"layers-readiness-check": False, "layers-readiness": False}
-    )
-    assert modes == expected  # native sidecar; or check init container and classic sidecar
+    expected = {"layers-readiness-check": False, "layers-readiness-serve": name == "hub"}
+    assert modes == expected  # the gate, then a native sidecar (hub) or a classic one (hub-tls)
     url = service_url(objects, scheme)
     for c in containers:
         assert env_value(c, "LAYERS_API_URL") == url, c["name"]
         assert env_value(c, "LAYERS_FALLBACK_API_URL") == REAL_API, c["name"]
         # hub.interval (ci/hub) applies to the sidecars that call the hub; check has none.
-        if c["name"] == "layers-readiness":
+        if c["name"] == "layers-readiness-serve":
             interval = env_value(c, "LAYERS_SIDECAR_INTERVAL")
             assert interval == ("5s" if name == "hub" else "30s"), c["name"]
     # The Service's port leads to the hub's listen port.
@@ -527,7 +523,7 @@ def test_a_parent_chart_s_pods_call_the_hub_it_deploys(shop: Path) -> None:
             validate(obj, version)
     (service,) = of_kind(objects, "Service")
     deployment = named(objects, "Deployment", "web-shop")
-    (sidecar,) = pod_spec(deployment)["initContainers"]
+    _, sidecar = pod_spec(deployment)["initContainers"]
     url = urlsplit(env_value(sidecar, "LAYERS_API_URL") or "")
     assert url.hostname == f"{service['metadata']['name']}.shop.svc"
     assert url.port == service["spec"]["ports"][0]["port"]

@@ -17,6 +17,8 @@ import json
 import os
 import re
 import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,12 +27,13 @@ from pathlib import Path
 import pytest
 
 from sidecar import __version__
-from tests import container, image
+from tests import container, image, kubelet_pod, wiring
 from tests.container import KEY_FILE, Sandbox, Security
 from tests.image import Built, Store
 from tests.k8s import (
     DEPLOY_DIR,
     IMAGE_UID,
+    Obj,
     all_containers,
     kustomizations,
     kustomize,
@@ -174,6 +177,14 @@ def test_the_runtime_has_no_shell_and_no_pip(rootfs: Path) -> None:
     # The venv's interpreter is the base image's Debian 12 Python 3.11, whichever base was used.
     assert os.readlink(venv_bin / "python3") == "/usr/bin/python3"
     assert (rootfs / "usr/bin/python3.11").is_file()
+
+
+def test_var_run_is_run_in_the_image(rootfs: Path) -> None:
+    """Debian's layout, which the distroless base shares: /var/run is a link to /run, so a mount
+    at /var/run/x and one at /run/x are one place. The docs' examples keep clear of both
+    (tests/test_docs.py)."""
+    assert (rootfs / "var/run").is_symlink()
+    assert os.readlink(rootfs / "var/run") in ("/run", "../run")
 
 
 # --- run as a pod runs it -----------------------------------------------------------------------
@@ -337,3 +348,89 @@ def test_serve_is_ready_exports_valid_metrics_and_writes_nothing(
         assert served.diff() == container.runtime_diff(st, built.ref, box)
     # ... and nothing in /tmp either.
     assert list(writable_tmp.iterdir()) == []
+
+
+# --- a wired pod, run as the kubelet runs it ----------------------------------------------------
+
+
+def wired_podinfo(tmp: Path, interval: str) -> tuple[Obj, list[Obj]]:
+    """podinfo (no securityContext, no fsGroup) wired by the native-sidecar component, with
+    LAYERS_SIDECAR_INTERVAL merged into the component's ConfigMap as a user would."""
+    objects = wiring.kustomize_wired(
+        wiring.ROOT, "native-sidecar", wiring.WORKLOADS / "podinfo.yaml", tmp / "build"
+    )
+    for obj in objects:
+        if obj["kind"] == "ConfigMap":
+            obj["data"]["LAYERS_SIDECAR_INTERVAL"] = interval
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    return pod_spec(deployment), objects
+
+
+def test_a_kill_switch_at_boot_holds_the_pod_without_restarts_until_it_clears(
+    st: Store, built: Built, upstream: Emulator, tmp_path: Path
+) -> None:
+    interval = 2.0
+    spec, objects = wired_podinfo(tmp_path, f"{interval:g}s")
+    upstream.set(killSwitch=True)
+    with kubelet_pod.pod(
+        st, built.ref, spec, objects, {"api-key": FAKE_KEY}, upstream.url, tmp_path
+    ) as pod:
+        started = threading.Thread(target=pod.start, daemon=True)
+        started.start()
+        # The gate keeps asking, and is never restarted: one container, still running.
+        wait_for(lambda: upstream.whoami_requests() >= 3, timeout=90, what="three answers")
+        assert pod.log[0].name == "layers-readiness-check"
+        assert pod.log[0].exit_codes == []
+        assert pod.running(pod.current)
+        assert pod.containers_started_at is None  # the application is held back
+        cleared = time.monotonic()
+        upstream.set(killSwitch=False)
+        started.join(timeout=90)
+        assert not started.is_alive()
+        gate, sidecar = pod.log
+        logs = pod.logs(pod.names[0])
+    # The gate passed within one interval of the switch clearing (and a little for the call).
+    assert gate.exit_codes == [0]
+    assert gate.ready_at is not None
+    assert gate.ready_at - cleared < interval + 1.5
+    # Restart count 0 everywhere; the native sidecar's startupProbe passed, then the pod's
+    # containers started.
+    assert [s.restarts for s in pod.log] == [0, 0]
+    assert sidecar.name == "layers-readiness-serve"
+    assert sidecar.ready_at is not None
+    assert pod.containers_started_at is not None
+    assert pod.containers_started_at >= sidecar.ready_at >= gate.ready_at
+    events = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events][:1] == ["check waiting"]
+    assert events[-1]["event"] == "check passed"
+    assert FAKE_KEY not in logs
+
+
+@pytest.mark.parametrize(
+    ("mode", "fs_group", "code"), [(0o440, None, 2), (0o440, 65532, 0), (0o444, None, 0)]
+)
+def test_the_key_is_read_as_the_kubelet_mounts_it(
+    st: Store,
+    built: Built,
+    upstream: Emulator,
+    tmp_path: Path,
+    mode: int,
+    fs_group: int | None,
+    code: int,
+) -> None:
+    """The first rollout's 0440 without an fsGroup: root:root 0440, unreadable by uid 65532
+    (exit 2); with the fsGroup, or with the wiring's 0444, the key is read."""
+    spec, objects = wired_podinfo(tmp_path, "1s")
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "layers-readiness-api-key"]
+    volume["secret"]["defaultMode"] = mode
+    if fs_group is not None:
+        spec["securityContext"] = {"fsGroup": fs_group}
+    gate = spec["initContainers"][0]
+    with kubelet_pod.pod(
+        st, built.ref, spec, objects, {"api-key": FAKE_KEY}, upstream.url, tmp_path
+    ) as pod:
+        state = pod.run_init(gate, extra_env={"LAYERS_SIDECAR_DEADLINE": "0"})
+        logs = pod.logs(pod.current)
+    assert state.exit_codes == [code], logs
+    if code == 2:
+        assert "key_unavailable" in logs

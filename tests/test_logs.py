@@ -19,14 +19,17 @@ def restore() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-def test_json_lines_lead_with_timestamp_level_and_event(capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_lines_lead_with_timestamp_level_severity_and_event(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     log = setup_logging(LogFormat.JSON, LogLevel.INFO)
     log.info("listening", address="127.0.0.1:8080")
     line = capsys.readouterr().err.strip()
     event = json.loads(line)
-    assert list(event)[:3] == ["timestamp", "level", "event"]
-    assert (event["level"], event["event"], event["address"]) == (
+    assert list(event)[:4] == ["timestamp", "level", "severity", "event"]
+    assert (event["level"], event["severity"], event["event"], event["address"]) == (
         "info",
+        "INFO",
         "listening",
         "127.0.0.1:8080",
     )

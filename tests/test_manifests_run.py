@@ -79,7 +79,7 @@ pytestmark = pytest.mark.e2e
 
 REAL_API = "https://api.layers.com"
 CHECK = "layers-readiness-check"
-SERVE = "layers-readiness"
+SERVE = "layers-readiness-serve"
 # `check`'s documented exit codes (SPEC.md).
 EXIT_READY, EXIT_KILL_SWITCH = 0, 5
 
@@ -101,7 +101,8 @@ SOURCES: dict[str, Callable[[], list[Obj]]] = {
     # Native sidecar, the user's own Secret (not rendered): a fake key stands in.
     "helm-default": lambda: chart_objects("default"),
 }
-WITH_CHECK = ["kustomize-classic", "helm-classic"]
+# Every wiring starts with the `check --wait` gate.
+WITH_CHECK = sorted(SOURCES)
 
 
 @dataclass
@@ -271,13 +272,21 @@ def listening(prepared: Prepared) -> Prepared:
 
 
 def run_check(
-    manifest: Manifest, api_url: str, tmp: Path, hub: Hub | None = None
+    manifest: Manifest,
+    api_url: str,
+    tmp: Path,
+    hub: Hub | None = None,
+    *,
+    deadline: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """The gate as written; `deadline` adds `--deadline` (a bound the manifests do not set, so
+    that a hard stop ends the run with its code instead of waiting for ever)."""
     c = container(manifest.spec, CHECK)
     prepared = prepare(manifest, c, api_url=api_url, tmp=tmp, hub=hub)
-    assert prepared.args == ["check"]
+    assert prepared.args == ["check", "--wait"]
+    bound = [] if deadline is None else ["--deadline", deadline]
     return subprocess.run(
-        command(*prepared.args),
+        command(*prepared.args, *bound),
         env=prepared.env,
         capture_output=True,
         text=True,
@@ -364,7 +373,8 @@ def test_every_source_wires_the_program(manifests: dict[str, Manifest]) -> None:
         names = [c["name"] for c in manifest.spec.get("initContainers", [])]
         names += [c["name"] for c in manifest.spec["containers"]]
         assert SERVE in names, name
-        assert (CHECK in names) == (name in WITH_CHECK), name
+        # The gate first, whatever the mode.
+        assert names[0] == CHECK, name
 
 
 @pytest.mark.parametrize("source", WITH_CHECK)
@@ -378,11 +388,12 @@ def test_init_container_check_exits_as_documented(
         stats = em.stats()
         assert stats["lastKeyId"] == "k1", "the key came from the mounted Secret's file"
         em.set(killSwitch=True)
-        stopped = run_check(manifest, em.url, tmp_path)
+        # With a deadline given, --wait ends there with the switch's own code.
+        stopped = run_check(manifest, em.url, tmp_path, deadline="2s")
         assert stopped.returncode == EXIT_KILL_SWITCH, stopped.stderr
         em.reset()
         em.set(failure="kill_switch")  # the 503 KILL_SWITCH form of the same switch
-        assert run_check(manifest, em.url, tmp_path).returncode == EXIT_KILL_SWITCH
+        assert run_check(manifest, em.url, tmp_path, deadline="1s").returncode == EXIT_KILL_SWITCH
     for output in (healthy, stopped):
         assert FAKE_SECRET not in output.stdout + output.stderr
 
@@ -397,12 +408,10 @@ def test_sidecar_probes_pass_with_a_healthy_key(
     with emulator(tmp_path) as em:
         running = run_serve(manifests[source], em.url)
         c = running.container
-        if "startupProbe" in c:
-            # The kubelet retries the startup probe every periodSeconds, failureThreshold times.
-            budget = c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"]
-            wait_for(lambda: running.passes(c, "startupProbe"), timeout=budget, what="startup")
-        else:
-            wait_for(lambda: running.passes(c, "readinessProbe"), timeout=15, what="ready")
+        # The kubelet retries the startup probe every periodSeconds, failureThreshold times.
+        budget = c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"]
+        wait_for(lambda: running.passes(c, "startupProbe"), timeout=budget, what="startup")
+        wait_for(lambda: running.passes(c, "readinessProbe"), timeout=15, what="ready")
         assert running.sidecar("readinessProbe") == 200
         assert running.sidecar("livenessProbe") == 200
         if "readinessProbe" in running.app:
@@ -429,9 +438,10 @@ def test_sidecar_probes_fail_while_the_kill_switch_is_on(
         c = running.container
         wait_for(first_poll_done(em, running), timeout=15, what="the first poll")
         assert running.process.get("/status").json()["lastOutcome"] == "kill_switch"
-        # Start-up stays gated (native sidecar): the application is held back.
+        # The startupProbe asks /livez: a kill switch never makes the kubelet restart the
+        # sidecar (the gate held the pod until the key was healthy).
         if "startupProbe" in c:
-            assert running.sidecar("startupProbe") == 503
+            assert running.sidecar("startupProbe") == 200
         # The pod is not ready: it leaves its Service's endpoints...
         assert running.sidecar("readinessProbe") == 503
         if "readinessProbe" in running.app:
@@ -601,8 +611,7 @@ def test_hub_probes_pass_and_the_sidecar_asks_through_it(
         assert hub.sidecar("livenessProbe") == 200
         running = run_serve(fleet.app, em.url, fleet.through(hub.process.url))
         c = running.container
-        which = "startupProbe" if "startupProbe" in c else "readinessProbe"
-        wait_for(lambda: running.passes(c, which), timeout=30, what="sidecar ready")
+        wait_for(lambda: running.passes(c, "readinessProbe"), timeout=30, what="sidecar ready")
         assert running.sidecar("readinessProbe") == 200
         # The answer came through the hub: it called the upstream, with the pod's key.
         assert hub_counter(hub, "layers_hub_upstream_requests_total", outcome="ok") >= 1
@@ -644,8 +653,11 @@ def test_a_dead_hub_does_not_stop_the_pod(
     with emulator(tmp_path) as em:
         running = run_serve(fleet.app, em.url, dead)
         c = running.container
-        which = "startupProbe" if "startupProbe" in c else "readinessProbe"
-        wait_for(lambda: running.passes(c, which), timeout=30, what="ready through the fallback")
+        wait_for(
+            lambda: running.passes(c, "readinessProbe"),
+            timeout=30,
+            what="ready through the fallback",
+        )
         assert running.process.get("/status").json()["lastOutcome"] == "ok"
         assert em.stats()["lastKeyId"] == "k1"
 
@@ -663,35 +675,29 @@ def test_init_check_exits_as_documented_through_the_hub(
         em.set(killSwitch=True)
         # A fresh hub: the first one may still serve its cached healthy answer for its TTL.
         fresh = run_hub(fleet, em.url)
-        stopped = run_check(fleet.app, em.url, tmp_path, fleet.through(fresh.process.url))
+        stopped = run_check(
+            fleet.app, em.url, tmp_path, fleet.through(fresh.process.url), deadline="2s"
+        )
         assert stopped.returncode == EXIT_KILL_SWITCH, stopped.stderr
         dead = fleet.through(f"http://127.0.0.1:{free_port()}")
         em.reset()
         assert run_check(fleet.app, em.url, tmp_path, dead).returncode == EXIT_READY
 
 
-def test_example_job_runs_and_its_work_ends_the_sidecar(
-    tmp_path: Path, run_serve: RunServe
-) -> None:
-    """The chart's example Job as written: `check` passes, the sidecar serves, the work's shell
-    script (run by this machine's /bin/sh and curl) waits for it, works, and ends it with
-    POST /quitquitquit; the sidecar exits 0 and so does the work, so the Job completes.
-    Substituted in the script as for the sidecar: its declared port for the port it listens on."""
-    objects = chart_objects("job-quitquitquit")
+def test_example_job_runs_its_gate_then_its_work_and_ends(tmp_path: Path) -> None:
+    """The chart's example Job as written (classic mode): `check --wait` (bounded by the
+    LAYERS_SIDECAR_DEADLINE the Job sets) passes, the work's shell script runs on this
+    machine's /bin/sh and exits 0, and no container of ours is left to keep the pod running."""
+    objects = chart_objects("job")
     (job,) = [o for o in objects if o["kind"] == "Job"]
     manifest = Manifest(objects, pod_spec(job))
+    assert [c["name"] for c in manifest.spec["containers"]] == ["work"]
     with emulator(tmp_path) as em:
         checked = run_check(manifest, em.url, tmp_path)
         assert checked.returncode == EXIT_READY, checked.stderr
-        running = run_serve(manifest, em.url)
-        work = container(manifest.spec, "work")
-        shell, flag, script = work["command"]
-        declared = f"http://127.0.0.1:{running.prepared.declared_port}/"
-        assert declared in script
-        script = script.replace(declared, f"http://127.0.0.1:{running.prepared.port}/")
+        shell, flag, script = container(manifest.spec, "work")["command"]
         done = subprocess.run(
             [shell, flag, script], capture_output=True, text=True, timeout=60, check=False
         )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "reporting the day's numbers with a healthy key" in done.stdout
-        assert running.process.proc.wait(timeout=15) == 0, running.process.stderr

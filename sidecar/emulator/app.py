@@ -7,6 +7,7 @@ changed at run time through `/_emulator/*`; see README.md, "The emulator".
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import re
@@ -187,9 +188,16 @@ async def get_scenario(request: web.Request) -> web.Response:
 async def set_scenario(request: web.Request) -> web.Response:
     emulator = request.app[EMULATOR]
     try:
-        patch = await request.json()
+        patch = json.loads(await request.read())
+    except ValueError:  # not JSON, or not UTF-8: say what is expected, not the parser's words
+        example = '{"killSwitch": true}'
+        return web.json_response(
+            {"error": f"the body must be a JSON object of scenario fields, e.g. {example}"},
+            status=400,
+        )
+    try:
         emulator.scenario = updated(emulator.scenario, patch)
-    except ValueError as error:  # json.JSONDecodeError is a ValueError
+    except ValueError as error:
         return web.json_response({"error": str(error)}, status=400)
     request.app[LOG].info("scenario changed", **{k: v for k, v in patch.items() if k != "body"})
     return web.json_response(asdict(emulator.scenario))

@@ -52,6 +52,9 @@ Try, in another terminal:
   curl -s -X POST {scenario} -d '{{"failure": "unauthenticated"}}'
   curl -s -X POST {scenario} -d '{{"failure": "rate_limited", "retryAfter": 5}}'
   curl -s -X POST {scenario} -d '{{"delay": 15}}'
+  # Low credits: readiness needs creditBalance >= --min-credits (start the demo with
+  # `layers-sidecar demo --min-credits 100` for this one):
+  curl -s -X POST {scenario} -d '{{"creditBalance": 5}}'
   curl -s -X POST {upstream}/_emulator/reset
 
 The emulator accepts any key shaped lp_<env>_<key_id>_<secret> (the demo uses one); point

@@ -10,9 +10,10 @@ and so can your own chart. Add this chart as a dependency (Chart.yaml):
       # import only the templates and monitoring objects, not the example workload:
       # set layers-readiness.example.enabled=false in your values
 
-then, in your pod template (the values are this chart's, as your chart sees them):
+then, in the pod template of any Deployment, StatefulSet, DaemonSet, ReplicaSet, Job or CronJob
+(the values are this chart's, as your chart sees them; "job" true for a Job's or CronJob's pod):
 
-  {{- $lr := dict "values" (index .Values "layers-readiness") "kubeVersion" .Capabilities.KubeVersion.Version "release" .Release.Name "namespace" .Release.Namespace }}
+  {{- $lr := dict "values" (index .Values "layers-readiness") "kubeVersion" .Capabilities.KubeVersion.Version "release" .Release.Name "namespace" .Release.Namespace "job" false }}
   spec:
     template:
       metadata:
@@ -21,13 +22,17 @@ then, in your pod template (the values are this chart's, as your chart sees them
       spec:
         initContainers:
           {{- include "layers-readiness.initContainers" $lr | nindent 10 }}
+          # your own init containers, unchanged, after ours
         containers:
-          - name: my-app
-            readinessProbe:
-              {{- include "layers-readiness.readinessProbe" $lr | nindent 14 }}
-          {{- include "layers-readiness.containers" $lr | nindent 10 }}
+          - name: my-app            # unchanged: its own probes, ports and securityContext
+          {{- with include "layers-readiness.containers" $lr }}
+          {{- . | nindent 10 }}
+          {{- end }}
         volumes:
           {{- include "layers-readiness.volume" $lr | nindent 10 }}
+
+Nothing of your workload changes. The pod's readiness already follows the key: the sidecar's own
+readinessProbe asks /readyz, and a pod is Ready only when all its containers are.
 
 Every template takes one dict:
   values       this chart's values (required)
@@ -35,17 +40,22 @@ Every template takes one dict:
   kubeVersion  the cluster's version, to refuse native sidecars below 1.29 (optional)
   release, namespace  .Release.Name and .Release.Namespace: with hub.enabled, the containers
                call this release's hub (_hub.tpl; required then, unless hub.url is set)
+  job          true in a Job's or CronJob's pod: classic mode then adds the gate only (an
+               ordinary `serve` container would keep the pod running after the work ends); a
+               native sidecar ends with the pod's main containers by itself
 
 Templates:
-  layers-readiness.initContainers   mode-aware: the native sidecar, or the `check` init container
-  layers-readiness.containers       mode-aware: nothing, or the classic `serve` sidecar
+  layers-readiness.initContainers   the `check --wait` gate first; in native mode the native
+                                    `serve` sidecar right after it
+  layers-readiness.containers       mode-aware: nothing, or the classic `serve` sidecar (nothing
+                                    in a Job's pod)
   layers-readiness.checkInitContainer, layers-readiness.sidecarContainer,
   layers-readiness.nativeSidecar    the single containers, whatever wiring.mode says
-  layers-readiness.jobSidecarContainer  a classic sidecar a Job's main container ends with
-                                    POST http://127.0.0.1:<port>/quitquitquit
-  layers-readiness.readinessProbe   the application container's readinessProbe (its body)
+  layers-readiness.readinessProbe   opt-in, not recommended: a readinessProbe body on the sidecar's
+                                    /readyz for a container of yours (it would replace that
+                                    container's own probe; the sidecar's already gates the pod)
   layers-readiness.volume           the Secret volume holding the key, and extraVolumes (list items)
-  layers-readiness.podLabels        the label the PodMonitor selects
+  layers-readiness.podLabels        the label the PodMonitor and the hub's NetworkPolicy select
 ================================================================================================
 */}}
 
@@ -89,8 +99,11 @@ with a parent chart) wins over image.registry. */}}
 - name: LAYERS_SIDECAR_TIMEOUT
   value: {{ $settings.timeout | quote }}
 {{- if eq .command "check" }}
+{{- with $settings.deadline }}
+# A bound on `check --wait` (unset: it waits for ever, holding the pod in Init without restarts).
 - name: LAYERS_SIDECAR_DEADLINE
-  value: {{ $settings.deadline | quote }}
+  value: {{ . | quote }}
+{{- end }}
 {{- else }}
 - name: LAYERS_SIDECAR_LISTEN
   value: {{ printf "0.0.0.0:%d" (int .values.port) | quote }}
@@ -107,12 +120,6 @@ with a parent chart) wins over image.registry. */}}
   value: {{ $settings.logFormat | quote }}
 - name: LAYERS_SIDECAR_LOG_LEVEL
   value: {{ $settings.logLevel | quote }}
-{{- if .quitquitquit }}
-# POST /quitquitquit ends the sidecar with exit 0: how a Job's main container ends a classic
-# sidecar once its work is done.
-- name: LAYERS_SIDECAR_QUITQUITQUIT
-  value: "true"
-{{- end }}
 {{- with .values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
@@ -128,7 +135,7 @@ envFrom:
 
 {{- define "layers-readiness.volumeMount" -}}
 # The whole directory, never a subPath: a subPath mount does not see a rotated Secret.
-- name: layers-api-key
+- name: layers-readiness-api-key
   mountPath: {{ .values.apiKey.mountPath }}
   readOnly: true
 {{- include "layers-readiness.hubCaMount" . }}
@@ -138,13 +145,13 @@ envFrom:
 {{- end }}
 
 {{- define "layers-readiness.volume" -}}
-- name: layers-api-key
+# The whole Secret (no items): only then does the kubelet update the file on rotation. Its files
+# are root-owned (group fsGroup only when the pod sets one): apiKey.defaultMode 0444 lets uid
+# 65532 read the key whatever the pod's securityContext.
+- name: layers-readiness-api-key
   secret:
     secretName: {{ .values.apiKey.secretName }}
     defaultMode: {{ int .values.apiKey.defaultMode }}
-    items:
-      - key: {{ .values.apiKey.secretKey }}
-        path: {{ .values.apiKey.secretKey }}
 {{- include "layers-readiness.hubCaVolume" . }}
 {{- with .values.extraVolumes }}
 {{ toYaml . }}
@@ -152,7 +159,7 @@ envFrom:
 {{- end }}
 
 {{- define "layers-readiness.podLabels" -}}
-layers-readiness/sidecar: "true"
+layers-readiness/wired: "true"
 {{- end }}
 
 {{- define "layers-readiness.httpProbe" -}}
@@ -162,13 +169,15 @@ httpGet:
 {{ toYaml .timing }}
 {{- end }}
 
-{{/* The init container running `check`: the pod waits for it; it exits with check's code. */}}
+{{/* The init container running `check --wait`: the pod waits in Init until the key is healthy
+(a hard stop holds it there without restarts) and starts within one interval of it turning so. */}}
 {{- define "layers-readiness.checkInitContainer" -}}
 - name: layers-readiness-check
   image: {{ include "layers-readiness.image" . | quote }}
   imagePullPolicy: {{ .values.image.pullPolicy }}
   args:
     - check
+    - --wait
     {{- with .values.extraCheckArgs }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -187,11 +196,13 @@ httpGet:
   terminationMessagePolicy: FallbackToLogsOnError
 {{- end }}
 
-{{/* A container running `serve`; with `native` true, a native sidecar (restartPolicy: Always
-and a startupProbe on /readyz that gates the pod's start-up). */}}
+{{/* A container running `serve`; with `native` true, a native sidecar (restartPolicy: Always).
+Its startupProbe asks /livez, never /readyz: the gate already held the pod until the key was
+healthy, and a kill switch must never make the kubelet restart it. Its readinessProbe on /readyz
+decides the pod's readiness. */}}
 {{- define "layers-readiness.serveContainer" -}}
 {{- $port := .values.portName -}}
-- name: layers-readiness
+- name: layers-readiness-serve
   image: {{ include "layers-readiness.image" . | quote }}
   imagePullPolicy: {{ .values.image.pullPolicy }}
   {{- if .native }}
@@ -211,10 +222,8 @@ and a startupProbe on /readyz that gates the pod's start-up). */}}
     - name: {{ .values.portName }}
       containerPort: {{ int .values.port }}
       protocol: TCP
-  {{- if .native }}
   startupProbe:
-    {{- include "layers-readiness.httpProbe" (dict "path" "/readyz" "port" $port "timing" .values.probes.startup) | nindent 4 }}
-  {{- end }}
+    {{- include "layers-readiness.httpProbe" (dict "path" "/livez" "port" $port "timing" .values.probes.startup) | nindent 4 }}
   livenessProbe:
     {{- include "layers-readiness.httpProbe" (dict "path" "/livez" "port" $port "timing" .values.probes.liveness) | nindent 4 }}
   readinessProbe:
@@ -231,12 +240,6 @@ and a startupProbe on /readyz that gates the pod's start-up). */}}
 {{- include "layers-readiness.serveContainer" (merge (dict "native" false) .) }}
 {{- end }}
 
-{{/* A classic sidecar for a Job: `serve` with POST /quitquitquit enabled, so that the Job's
-main container ends it when its work is done (a native sidecar needs no such thing). */}}
-{{- define "layers-readiness.jobSidecarContainer" -}}
-{{- include "layers-readiness.serveContainer" (merge (dict "native" false "quitquitquit" true) .) }}
-{{- end }}
-
 {{- define "layers-readiness.nativeSidecar" -}}
 {{- if and .kubeVersion (semverCompare "<1.29.0-0" .kubeVersion) }}
 {{- fail (printf "layers-readiness: native sidecars need Kubernetes 1.29 or later (this is %s); set wiring.mode=classic" .kubeVersion) }}
@@ -244,22 +247,24 @@ main container ends it when its work is done (a native sidecar needs no such thi
 {{- include "layers-readiness.serveContainer" (merge (dict "native" true) .) }}
 {{- end }}
 
-{{/* The body of the application container's readinessProbe: the sidecar's /readyz. The port is
-a number: a named port would be looked up among the application container's own ports. */}}
+{{/* Opt-in, not recommended: a readinessProbe body on the sidecar's /readyz for a container of
+yours; it would replace that container's own probe, and the sidecar's own readinessProbe already
+keeps the pod out of its Service while the key is not healthy. The port is a number: a named
+port would be looked up among that container's own ports. */}}
 {{- define "layers-readiness.readinessProbe" -}}
 {{- include "layers-readiness.httpProbe" (dict "path" "/readyz" "port" (int .values.port) "timing" .values.probes.app) }}
 {{- end }}
 
+{{/* Ours come first: the gate, then (native mode) the sidecar; the workload's own follow. */}}
 {{- define "layers-readiness.initContainers" -}}
-{{- if eq .values.wiring.mode "native" }}
-{{- include "layers-readiness.nativeSidecar" . }}
-{{- else }}
 {{- include "layers-readiness.checkInitContainer" . }}
+{{- if eq .values.wiring.mode "native" }}
+{{ include "layers-readiness.nativeSidecar" . }}
 {{- end }}
 {{- end }}
 
 {{- define "layers-readiness.containers" -}}
-{{- if eq .values.wiring.mode "classic" }}
+{{- if and (eq .values.wiring.mode "classic") (not .job) }}
 {{- include "layers-readiness.sidecarContainer" . }}
 {{- end }}
 {{- end }}
