@@ -57,6 +57,11 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
+class InjectMode(StrEnum):
+    NATIVE = "native"
+    CLASSIC = "classic"
+
+
 class LogLevel(StrEnum):
     DEBUG = "debug"
     INFO = "info"
@@ -239,6 +244,37 @@ def _ready_file(text: str) -> Path:
     if path.is_dir():
         raise ValueError(f"{text!r} is a directory; name a file in it")
     return path
+
+
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+
+
+def _secret_name(text: str) -> str:
+    name = text.strip()
+    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+        raise ValueError(f"{text!r} is not a Secret name (lower-case letters, digits, - and .)")
+    return name
+
+
+def _secret_key(text: str) -> str:
+    key = text.strip()
+    if len(key) > 253 or not _SECRET_KEY.fullmatch(key) or key in (".", ".."):
+        raise ValueError(f"{text!r} is not a key of a Secret (letters, digits, -, _ and .)")
+    return key
+
+
+def _image(text: str) -> str:
+    image = text.strip()
+    if not image or any(c.isspace() or not c.isprintable() for c in image):
+        raise ValueError(f"{text!r} is not an image reference")
+    return image
+
+
+def _port(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{text!r} is not a port (1-65535)")
+    return int(text)
 
 
 def _path(text: str) -> Path:
@@ -448,6 +484,54 @@ OPTIONS: Final = {
             "PATH",
         ),
         Option(
+            "inject_mode",
+            "--mode",
+            "LAYERS_INJECT_MODE",
+            "native",
+            "native: a waiting check init container, then serve as a native sidecar "
+            "(Kubernetes 1.29+); classic: the same init container, and serve as an ordinary "
+            "container (left out of pods that run to completion, such as a Job's)",
+            lambda t: _choice(InjectMode, t),
+            "MODE",
+        ),
+        Option(
+            "inject_secret",
+            "--secret",
+            "LAYERS_INJECT_SECRET",
+            "layers-api-key",
+            "the Secret holding the key (never created by the wiring)",
+            _secret_name,
+            "NAME",
+        ),
+        Option(
+            "inject_secret_key",
+            "--secret-key",
+            "LAYERS_INJECT_SECRET_KEY",
+            "api-key",
+            "the key inside --secret",
+            _secret_key,
+            "KEY",
+        ),
+        Option(
+            "inject_image",
+            "--image",
+            "LAYERS_INJECT_IMAGE",
+            None,
+            "image of the injected containers; unset: this version's image",
+            _image,
+            "IMAGE",
+        ),
+        Option(
+            "inject_port",
+            "--port",
+            "LAYERS_INJECT_PORT",
+            "9476",
+            "where the injected serve listens; when the pod already declares or probes it, the "
+            "smallest free port above it",
+            _port,
+            "PORT",
+        ),
+        Option(
             "emulator_listen",
             "--emulator-listen",
             "LAYERS_EMULATOR_LISTEN",
@@ -501,6 +585,12 @@ class Settings:
     max_upstream_rate: float = _default("max_upstream_rate")
     tls_cert_file: Path | None = _default("tls_cert_file")
     tls_key_file: Path | None = _default("tls_key_file")
+    # Wiring workloads (`inject`, `injector`).
+    inject_mode: InjectMode = _default("inject_mode")
+    inject_secret: str = _default("inject_secret")
+    inject_secret_key: str = _default("inject_secret_key")
+    inject_image: str | None = _default("inject_image")
+    inject_port: int = _default("inject_port")
 
     @property
     def whoami_url(self) -> str:
@@ -532,6 +622,29 @@ class Command:
 _KEY: Final = frozenset({"api_key_file", "api_url", "auth_scheme"})
 _POLL: Final = frozenset({"interval", "timeout", "min_credits", "log_format", "log_level"})
 _LOGS: Final = frozenset({"log_format", "log_level"})
+# What a wiring takes: where the key is, the injected containers' image and port, and the
+# settings passed on to them.
+_WIRING: Final = frozenset(
+    {
+        "inject_mode",
+        "inject_secret",
+        "inject_secret_key",
+        "inject_image",
+        "inject_port",
+        "api_url",
+        "fallback_api_url",
+        "interval",
+        "stale_after",
+        "min_credits",
+    }
+)
+_WIRING_HELPS: Final = {
+    "api_url": "LAYERS_API_URL of the injected containers",
+    "fallback_api_url": "LAYERS_FALLBACK_API_URL of the injected containers, when set",
+    "interval": "LAYERS_SIDECAR_INTERVAL of the injected containers, when not the default",
+    "stale_after": "LAYERS_SIDECAR_STALE_AFTER of the injected containers, when not the default",
+    "min_credits": "LAYERS_SIDECAR_MIN_CREDITS of the injected containers, when set",
+}
 
 COMMANDS: Final = {
     "serve": Command(
@@ -593,6 +706,30 @@ COMMANDS: Final = {
             "listen": "HOST:PORT of the hub (GET /v1/whoami, /readyz, /livez, /metrics)",
             "api_url": "base URL of the real Layers API, which the hub calls",
             "timeout": "limit for one upstream call; past it callers get 504 UPSTREAM_TIMEOUT",
+        },
+    ),
+    "inject": Command(
+        "Wire the check gate and the serve sidecar into Kubernetes manifests, offline: reads "
+        "YAML or JSON (any number of documents; no FILE or - is stdin) and writes the same "
+        "documents to stdout in the same order, every pod template wired (Deployment, "
+        "StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod). A template annotated "
+        'layers-readiness/inject: "false" is left alone; layers-readiness/mode, /secret and '
+        "/port override the flags for one workload. Malformed input: exit 2.",
+        _WIRING,
+        helps=_WIRING_HELPS,
+    ),
+    "injector": Command(
+        "The same wiring as a mutating admission webhook over HTTPS: POST /mutate takes an "
+        "AdmissionReview (admission.k8s.io/v1) for a Pod and answers allowed, with a JSONPatch "
+        'that wires a pod annotated layers-readiness/inject: "true". Also /livez, /readyz, '
+        "/metrics.",
+        _WIRING | _LOGS | {"listen", "tls_cert_file", "tls_key_file"},
+        defaults={"listen": "0.0.0.0:8443"},
+        helps={
+            **_WIRING_HELPS,
+            "listen": "HOST:PORT of the webhook (HTTPS: POST /mutate, /livez, /readyz, /metrics)",
+            "tls_cert_file": "PEM certificate (chain) the webhook serves; required",
+            "tls_key_file": "PEM private key of --tls-cert-file; required",
         },
     ),
 }
