@@ -1,4 +1,5 @@
-"""The `layers-sidecar` command: serve, check, emulate, demo; flags ↔ variables; exit codes.
+"""The `layers-sidecar` command: serve, check, emulate, demo, hub, inject, injector; flags ↔
+variables; exit codes.
 
 Flags, variables, defaults and `--help` all come from the tables in `settings` (OPTIONS and
 COMMANDS); see there for how a command declares its options. Importing this module loads
@@ -103,6 +104,10 @@ def build_parser(*, command: str | None = None) -> argparse.ArgumentParser:
                     metavar=option.metavar,
                     help=_help(option_name, spec),
                 )
+        if name == "inject":
+            sub.add_argument(
+                "files", nargs="*", metavar="FILE", help="manifests to wire; none or - is stdin"
+            )
     return parser
 
 
@@ -134,12 +139,23 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return next((arg for arg in argv if arg in COMMANDS), None)
 
 
-def _run(command: str, settings: Settings) -> int:
+def _run(command: str, settings: Settings, files: Sequence[str] = ()) -> int:
+    if command == "inject":
+        # Offline and synchronous: no event loop, no logging set-up, nothing but the manifests.
+        from .injector.manifests import run_inject
+        from .injector.options import wiring_of
+
+        return run_inject(files, wiring_of(settings))
+
     import asyncio
 
     from .logs import setup_logging
 
     log = setup_logging(settings.log_format, settings.log_level)
+    if command == "injector":
+        from .injector.webhook import run_injector
+
+        return asyncio.run(run_injector(settings, log))
     if command == "check":
         from .check import run_check
 
@@ -167,7 +183,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     command: str = args.command
     flags = {name: getattr(args, name) for name in COMMANDS[command].options}
     try:
-        return _run(command, load_command(command, flags, environ))
+        return _run(command, load_command(command, flags, environ), getattr(args, "files", ()))
     except ConfigError as error:
         print(f"layers-sidecar {command}: {error}", file=sys.stderr)
         return EXIT_CONFIG
