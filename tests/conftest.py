@@ -8,7 +8,7 @@
 `pytest -m "not e2e"` is the quick loop; `make test` runs everything. A module missing from
 KINDS counts as `e2e` (the quick loop never pays for a process by surprise) until it is listed.
 Shared builders live in `tests/support.py`, `tests/tools.py`, `tests/monitoring.py`,
-`tests/dockerfile.py`, `tests/k8s.py`, `tests/image.py` (build) and `tests/container.py` (run);
+`tests/dockerfile.py`, `tests/k8s.py`, `tests/workloads.py`, `tests/image.py` (build) and `tests/container.py` (run);
 a test module never imports another test module.
 """
 
@@ -36,7 +36,10 @@ KINDS: Final = {
     "test_schedule": "inprocess",
     "test_server": "inprocess",
     "test_settings": "inprocess",
+    "test_injector_wiring": "inprocess",
     "test_cli": "e2e",
+    "test_inject": "e2e",
+    "test_injector": "e2e",
     "test_fallback": "e2e",
     "test_faults": "e2e",
     "test_hostile": "e2e",
@@ -59,6 +62,7 @@ KINDS: Final = {
     "test_dockerfile": "tools",
     "test_helm_chart": "tools",
     "test_helm_hub": "tools",
+    "test_helm_injector": "tools",
     "test_deploy_hub": "tools",
 }
 KIND_MARKERS: Final = frozenset({"inprocess", "e2e", "tools"})
