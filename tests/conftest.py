@@ -8,7 +8,8 @@
 `pytest -m "not e2e"` is the quick loop; `make test` runs everything. A module missing from
 KINDS counts as `e2e` (the quick loop never pays for a process by surprise) until it is listed.
 Shared builders live in `tests/support.py`, `tests/tools.py`, `tests/monitoring.py`,
-`tests/dockerfile.py`, `tests/k8s.py`, `tests/workloads.py`, `tests/image.py` (build) and `tests/container.py` (run);
+`tests/dockerfile.py`, `tests/k8s.py`, `tests/workloads.py`, `tests/image.py` (build) and
+`tests/container.py` (run);
 a test module never imports another test module.
 """
 

@@ -69,7 +69,7 @@ def test_every_kind_is_wired_by_the_contract_and_stays_valid(kind: str, mode: st
     }
     check = new["initContainers"][0]
     assert check["args"] == ["check", "--wait"]
-    assert "ports" not in check and "startupProbe" not in check and "readinessProbe" not in check
+    assert not {"ports", "startupProbe", "readinessProbe", "livenessProbe"} & set(check)
     for c in [
         *new["initContainers"][: len(ours_init)],
         *new["containers"][len(old["containers"]) :],
@@ -183,7 +183,11 @@ def test_unusable_annotations_are_a_wiring_error(annotations: dict[str, str], pr
 
 @pytest.mark.parametrize(
     "template",
-    [{"spec": None}, {"metadata": {"annotations": ["x"]}, "spec": {}}, {"spec": {"containers": {"name": "web"}}}],
+    [
+        {"spec": None},
+        {"metadata": {"annotations": ["x"]}, "spec": {}},
+        {"spec": {"containers": {"name": "web"}}},
+    ],
 )
 def test_malformed_templates_are_a_wiring_error(template: dict[str, Any]) -> None:
     with pytest.raises(WiringError):
