@@ -15,7 +15,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from . import boot, detect, economy, fleet, hostile, machine, probe, profile, report, soak
+from . import (
+    boot,
+    detect,
+    economy,
+    fleet,
+    hostile,
+    injector,
+    machine,
+    probe,
+    profile,
+    report,
+    soak,
+)
 from .common import OUT_DIR, Plan
 
 SUITES: Final[dict[str, Callable[[Plan], dict[str, Any]]]] = {
@@ -26,6 +38,7 @@ SUITES: Final[dict[str, Callable[[Plan], dict[str, Any]]]] = {
     "economy": economy.run,
     "fleet": fleet.run,
     "hostile": hostile.run,
+    "injector": injector.run,
     "profile": profile.run,
 }
 

@@ -547,6 +547,30 @@ def _hostile(hostile: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _injector(injector: dict[str, Any]) -> list[str]:
+    lines = [
+        "A real `layers-sidecar injector` over HTTPS on one core; paced clients on the other, "
+        "one kept-alive connection each per 125 reviews/s, every review a Deployment's pod wired "
+        "and answered with "
+        f"a patch, {injector['seconds_per_rate']:g} s per rate. RSS idle: "
+        f"{injector['rss_idle_mib']:.1f} MiB.",
+        "",
+        "| reviews/s (achieved) | reviews | p50 | p99 | max | RSS after |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for rate, row in injector["rates"].items():
+        lines.append(
+            f"| {rate} ({row['achieved_rate']:.0f}) | {row['reviews']} | {_ms(row['p50_s'])} | "
+            f"{_ms(row['p99_s'])} | {_ms(row['max_s'])} | {row['rss_mib']:.1f} MiB |"
+        )
+    lines += [
+        "",
+        f"Target p99 under {_ms(injector['target_p99_s'])} at 50 reviews/s: "
+        f"{_mark(injector['met'])}.",
+    ]
+    return lines
+
+
 def write(out: Path, *, command: str) -> Path:
     names = (
         "machine",
@@ -558,6 +582,7 @@ def write(out: Path, *, command: str) -> Path:
         "fleet",
         "profile",
         "hostile",
+        "injector",
     )
     data = {name: _load(out, name) for name in names}
     machine = data["machine"] or {}
@@ -606,6 +631,7 @@ def write(out: Path, *, command: str) -> Path:
         ("economy", "5. Upstream economy", _economy),
         ("fleet", "6. Fleet mode", _fleet),
         ("hostile", "7. Hostile inputs", _hostile),
+        ("injector", "8. The injector", _injector),
         ("profile", "Profiles", _profile),
     )
     if data["fleet"] is not None:

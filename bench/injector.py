@@ -1,0 +1,198 @@
+"""8. The injector: admission latency (p50/p99) at 50 and 500 reviews a second, and its RSS.
+
+A real `layers-sidecar injector` over HTTPS (a trustme certificate) on one core; the paced
+clients (bench/injectorprobe.py) in processes of their own on the other, each over one
+kept-alive connection (one client per 125 reviews a second: the API server, too, calls a
+webhook over several connections at once). Every review is the worst case: a Deployment's
+pod annotated for injection, wired and answered with a patch. Target: p99 under 10 ms at 50
+reviews a second.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import trustme
+
+from sidecar.testing import clean_env, command, free_port, wait_for
+
+from .common import CLIENT_CPU, ROOT, SERVER_CPU, Plan, median, percentile, pin, rss_mib
+
+RATES = (50, 500)
+PER_CLIENT = 125
+TARGET_P99_S = 0.010
+
+
+def review() -> dict[str, Any]:
+    """The AdmissionReview the API server sends for a Deployment's pod, annotated to be wired."""
+    mount = {
+        "name": "kube-api-access-x7k2p",
+        "readOnly": True,
+        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+    }
+    container = {
+        "name": "web",
+        "image": "registry.example/shop/web:2.3",
+        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+        "resources": {},
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File",
+        "imagePullPolicy": "IfNotPresent",
+        "volumeMounts": [mount],
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": "web-7d4b9c8f6d-",
+            "labels": {"app": "web", "pod-template-hash": "7d4b9c8f6d"},
+            "annotations": {"layers-readiness/inject": "true"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "web-7d4b9c8f6d",
+                    "uid": "5f1c2b8e-8f0e-4a4b-9a55-0f3c1f6f2a11",
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "containers": [container, {**container, "name": "metrics", "ports": []}],
+            "volumes": [
+                {
+                    "name": "kube-api-access-x7k2p",
+                    "projected": {
+                        "defaultMode": 420,
+                        "sources": [{"serviceAccountToken": {"path": "token"}}],
+                    },
+                }
+            ],
+            "restartPolicy": "Always",
+            "serviceAccountName": "default",
+        },
+    }
+    gvk = {"group": "", "version": "v1", "kind": "Pod"}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "bench",
+            "kind": gvk,
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "shop",
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": pod,
+            "oldObject": None,
+            "dryRun": False,
+        },
+    }
+
+
+def run(plan: Plan) -> dict[str, Any]:
+    seconds = plan.pick(20, 4)
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file, ca_file = plan.tmp / "tls.crt", plan.tmp / "tls.key", plan.tmp / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    review_file = plan.tmp / "review.json"
+    review_file.write_text(json.dumps(review()))
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    stderr = plan.tmp / "injector.stderr"
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            command(
+                "injector",
+                f"--listen=127.0.0.1:{port}",
+                f"--tls-cert-file={cert_file}",
+                f"--tls-key-file={key_file}",
+                "--log-level=warning",
+            ),
+            env=clean_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        pin(proc.pid, SERVER_CPU)
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the injector exited: {stderr.read_text()}")
+            try:
+                probe([url, str(ca_file), "10", "0.2", str(review_file)])
+            except RuntimeError:
+                return False  # not listening yet
+            return True
+
+        wait_for(up, timeout=20, what="the injector to answer")
+        rss_idle = rss_mib(proc.pid)
+        rounds: dict[str, Any] = {}
+        for rate in RATES:
+            clients = -(-rate // PER_CLIENT)
+            results = probes(
+                [
+                    [url, str(ca_file), str(rate / clients), str(seconds), str(review_file), f"{i}"]
+                    for i in range(clients)
+                ]
+            )
+            latencies = [s for result in results for s in result["latencies"]]
+            statuses: dict[str, int] = {}
+            for result in results:
+                for status, count in result["statuses"].items():
+                    statuses[status] = statuses.get(status, 0) + count
+            rounds[str(rate)] = {
+                "clients": clients,
+                "reviews": len(latencies),
+                "achieved_rate": sum(result["achieved_rate"] for result in results),
+                "statuses": statuses,
+                "p50_s": median(latencies),
+                "p99_s": percentile(latencies, 99),
+                "max_s": max(latencies),
+                "rss_mib": rss_mib(proc.pid),
+            }
+        return {
+            "seconds_per_rate": seconds,
+            "rss_idle_mib": rss_idle,
+            "rates": rounds,
+            "target_p99_s": TARGET_P99_S,
+            "met": rounds["50"]["p99_s"] < TARGET_P99_S,
+        }
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def probes(runs: list[list[str]]) -> list[dict[str, Any]]:
+    """bench/injectorprobe.py, one process per argument list, all at once on the client's core."""
+    processes = [
+        subprocess.Popen(
+            ["taskset", "-c", str(CLIENT_CPU), sys.executable, "-m", "bench.injectorprobe", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in runs
+    ]
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=300)
+        if process.returncode != 0:
+            raise RuntimeError(f"injectorprobe failed: {err}")
+        results.append(json.loads(out))
+    return results
+
+
+def probe(args: list[str]) -> dict[str, Any]:
+    (result,) = probes([args])
+    return result
