@@ -20,7 +20,17 @@ import trustme
 
 from sidecar.testing import clean_env, command, free_port, wait_for
 
-from .common import CLIENT_CPU, ROOT, SERVER_CPU, Plan, median, percentile, pin, rss_mib
+from .common import (
+    CLIENT_CPU,
+    ROOT,
+    SERVER_CPU,
+    Plan,
+    cpu_seconds,
+    median,
+    percentile,
+    pin,
+    rss_mib,
+)
 
 RATES = (50, 500)
 PER_CLIENT = 125
@@ -139,6 +149,7 @@ def run(plan: Plan) -> dict[str, Any]:
         rounds: dict[str, Any] = {}
         for rate in RATES:
             clients = -(-rate // PER_CLIENT)
+            cpu_before = cpu_seconds(proc.pid)
             results = probes(
                 [
                     [url, str(ca_file), str(rate / clients), str(seconds), str(review_file), f"{i}"]
@@ -159,6 +170,8 @@ def run(plan: Plan) -> dict[str, Any]:
                 "p99_s": percentile(latencies, 99),
                 "max_s": max(latencies),
                 "rss_mib": rss_mib(proc.pid),
+                # CPU per review: what the machine's other load cannot inflate.
+                "cpu_ms_per_review": (cpu_seconds(proc.pid) - cpu_before) * 1000 / len(latencies),
             }
         return {
             "seconds_per_rate": seconds,

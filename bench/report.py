@@ -555,13 +555,14 @@ def _injector(injector: dict[str, Any]) -> list[str]:
         f"a patch, {injector['seconds_per_rate']:g} s per rate. RSS idle: "
         f"{injector['rss_idle_mib']:.1f} MiB.",
         "",
-        "| reviews/s (achieved) | reviews | p50 | p99 | max | RSS after |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| reviews/s (achieved) | reviews | p50 | p99 | max | CPU per review | RSS after |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for rate, row in injector["rates"].items():
         lines.append(
             f"| {rate} ({row['achieved_rate']:.0f}) | {row['reviews']} | {_ms(row['p50_s'])} | "
-            f"{_ms(row['p99_s'])} | {_ms(row['max_s'])} | {row['rss_mib']:.1f} MiB |"
+            f"{_ms(row['p99_s'])} | {_ms(row['max_s'])} | {row['cpu_ms_per_review']:.2f} ms | "
+            f"{row['rss_mib']:.1f} MiB |"
         )
     lines += [
         "",

@@ -16,7 +16,6 @@ The choices, each made once here:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final
@@ -73,6 +72,17 @@ PROBES: Final = (
     ("readinessProbe", "/readyz", 2, 2, 2),
     ("livenessProbe", "/livez", 10, 2, 3),
 )
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON's data model (objects, arrays, immutable scalars): what manifests
+    and admission reviews are. Several times faster than copy.deepcopy, which dominated the
+    webhook's time per review."""
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
 
 
 class WiringError(ValueError):
@@ -243,8 +253,8 @@ def _container(name: str, args: list[str], options: Wiring, **between: Any) -> d
         "env": options.env(),
         **between,
         "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT_PATH, "readOnly": True}],
-        "resources": copy.deepcopy(dict(RESOURCES)),
-        "securityContext": copy.deepcopy(dict(SECURITY_CONTEXT)),
+        "resources": _copy(dict(RESOURCES)),
+        "securityContext": _copy(dict(SECURITY_CONTEXT)),
     }
 
 
@@ -284,7 +294,7 @@ def wire(
     an annotation that cannot be used."""
     if not isinstance(template, Mapping):
         raise WiringError("the pod template is not an object")
-    wired = copy.deepcopy(dict(template))
+    wired: dict[str, Any] = _copy(dict(template))
     if opted_out(template) or is_wired(template):
         return wired
     spec = wired.get("spec")
