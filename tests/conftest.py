@@ -38,6 +38,7 @@ KINDS: Final = {
     "test_server": "inprocess",
     "test_settings": "inprocess",
     "test_injector_wiring": "inprocess",
+    "test_injector_patch": "inprocess",
     "test_cli": "e2e",
     "test_inject": "e2e",
     "test_injector": "e2e",

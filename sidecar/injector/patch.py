@@ -11,6 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 
+def same(a: Any, b: Any) -> bool:
+    """Equal as JSON: Python's `==` takes True for 1 and 1.0 for 1, which JSON does not."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[key], b[key]) for key in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(same, a, b))
+    return bool(a == b)
+
+
 def pointer(path: list[str | int]) -> str:
     """A JSON Pointer (RFC 6901); `/` and `~` in a key (`layers-readiness/wired`) escaped."""
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
@@ -23,7 +34,7 @@ def _list_ops(before: list[Any], after: list[Any], path: list[str | int]) -> lis
             ops.extend(_diff(old, new, [*path, index]))
         return ops
     for start in range(len(after) - len(before) + 1):
-        if after[start : start + len(before)] == before:
+        if same(after[start : start + len(before)], before):
             head = [
                 {"op": "add", "path": pointer([*path, index]), "value": after[index]}
                 for index in range(start)
@@ -37,7 +48,7 @@ def _list_ops(before: list[Any], after: list[Any], path: list[str | int]) -> lis
 
 
 def _diff(before: Any, after: Any, path: list[str | int]) -> list[dict[str, Any]]:
-    if type(before) is type(after) and before == after:
+    if same(before, after):
         return []
     if isinstance(before, dict) and isinstance(after, dict):
         ops: list[dict[str, Any]] = []
