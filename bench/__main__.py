@@ -22,6 +22,7 @@ from . import (
     fleet,
     hostile,
     hubcompare,
+    injector,
     machine,
     probe,
     profile,
@@ -40,6 +41,7 @@ SUITES: Final[dict[str, Callable[[Plan], dict[str, Any]]]] = {
     "hostile": hostile.run,
     "profile": profile.run,
     "hubcompare": hubcompare.run,
+    "injector": injector.run,
 }
 
 

@@ -14,7 +14,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
 
-from . import boot, detect, economy, fleet_report, hostile, hubcompare, probe, profile, soak
+from . import (
+    boot,
+    detect,
+    economy,
+    fleet_report,
+    hostile,
+    hubcompare,
+    injector,
+    probe,
+    profile,
+    soak,
+)
 from .common import BENCH_DIR
 from .rows import Row, table
 
@@ -35,6 +46,7 @@ SUITES: Final[tuple[tuple[str, str, ModuleType], ...]] = (
     ("fleet", "6. Fleet mode", fleet_report),
     ("hostile", "7. Hostile inputs", hostile),
     ("hubcompare", "8. The hub beside nginx and Varnish", hubcompare),
+    ("injector", "9. The injector", injector),
     ("profile", "Profiles", profile),
 )
 # The headline's order (fleet before economy, as the figures were first written).

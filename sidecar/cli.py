@@ -1,4 +1,5 @@
-"""The `layers-sidecar` command: serve, check, emulate, demo; flags ↔ variables; exit codes.
+"""The `layers-sidecar` command: serve, check, emulate, demo, hub, inject, injector; flags ↔
+variables; exit codes.
 
 Flags, variables, defaults and `--help` all come from `settings.OPTIONS` (each setting declared
 once, as a field) and `commands.COMMANDS` (what each command takes and where its code is); see
@@ -108,6 +109,10 @@ def build_parser(*, command: str | None = None) -> argparse.ArgumentParser:
                     metavar=option.metavar,
                     help=_help(option_name, spec),
                 )
+        if spec.files:
+            sub.add_argument(
+                "files", nargs="*", metavar="FILE", help="manifests to read; none or - is stdin"
+            )
     return parser
 
 
@@ -140,18 +145,24 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return next((arg for arg in argv if arg in COMMANDS), None)
 
 
-def _run(command: str, settings: Settings) -> int:
+def _run(command: str, settings: Settings, files: Sequence[str]) -> int:
+    from .commands import COMMANDS
+
+    spec = COMMANDS[command]
+    module, _, function = spec.run.partition(":")
+    # __import__, not importlib.import_module: the import statement's path, which
+    # `python -X importtime` (tests, bench/boot.py) accounts for.
+    entry = getattr(__import__(module, fromlist=[function]), function)
+    if spec.files:
+        offline: int = entry(settings, files)
+        return offline
+
     import asyncio
 
-    from .commands import COMMANDS
     from .logs import setup_logging
 
     log = setup_logging(settings.log_format, settings.log_level)
-    module, _, function = COMMANDS[command].run.partition(":")
-    # __import__, not importlib.import_module: the import statement's path, which
-    # `python -X importtime` (tests, bench/boot.py) accounts for.
-    loaded = __import__(module, fromlist=[function])
-    code: int = asyncio.run(getattr(loaded, function)(settings, log))
+    code: int = asyncio.run(entry(settings, log))
     return code
 
 
@@ -166,7 +177,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     command: str = args.command
     flags = {name: getattr(args, name) for name in COMMANDS[command].options}
     try:
-        return _run(command, load_command(command, flags, environ))
+        return _run(command, load_command(command, flags, environ), getattr(args, "files", []))
     except ConfigError as error:
         print(f"layers-sidecar {command}: {error}", file=sys.stderr)
         return EXIT_CONFIG

@@ -29,6 +29,9 @@ class Command:
     helps: Mapping[str, str] = field(default_factory=dict)
     # "module:function" of the command's `async def (settings, log) -> int`, imported on use.
     run: str = ""
+    # An offline command over FILE arguments (`inject`): `run` is then a plain
+    # `def (settings, files) -> int`, called without an event loop or logging.
+    files: bool = False
 
     def flag(self, name: str) -> str:
         return self.flags.get(name, OPTIONS[name].flag)
@@ -37,6 +40,29 @@ class Command:
 _KEY: Final = frozenset({"api_key_file", "api_url", "auth_scheme"})
 _POLL: Final = frozenset({"interval", "timeout", "min_credits", "log_format", "log_level"})
 _LOGS: Final = frozenset({"log_format", "log_level"})
+# What a wiring takes: where the key is, the injected containers' image and port, and the
+# settings passed on to them.
+_WIRING: Final = frozenset(
+    {
+        "inject_mode",
+        "inject_secret",
+        "inject_secret_key",
+        "inject_image",
+        "inject_port",
+        "api_url",
+        "fallback_api_url",
+        "interval",
+        "stale_after",
+        "min_credits",
+    }
+)
+_WIRING_HELPS: Final = {
+    "api_url": "LAYERS_API_URL of the injected containers",
+    "fallback_api_url": "LAYERS_FALLBACK_API_URL of the injected containers, when set",
+    "interval": "LAYERS_SIDECAR_INTERVAL of the injected containers, when not the default",
+    "stale_after": "LAYERS_SIDECAR_STALE_AFTER of the injected containers, when not the default",
+    "min_credits": "LAYERS_SIDECAR_MIN_CREDITS of the injected containers, when set",
+}
 
 COMMANDS: Final = {
     "serve": Command(
@@ -106,6 +132,33 @@ COMMANDS: Final = {
             "timeout": "limit for one upstream call; past it callers get 504 UPSTREAM_TIMEOUT",
         },
         run="sidecar.hub.server:run_hub",
+    ),
+    "inject": Command(
+        "Wire the check gate and the serve sidecar into Kubernetes manifests, offline: reads "
+        "YAML or JSON (any number of documents; no FILE or - is stdin) and writes the same "
+        "documents to stdout in the same order, every pod template wired (Deployment, "
+        "StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod). A template annotated "
+        'layers-readiness/inject: "false" is left alone; layers-readiness/mode, /secret and '
+        "/port override the flags for one workload. Malformed input: exit 2.",
+        _WIRING,
+        helps=_WIRING_HELPS,
+        run="sidecar.injector.manifests:run_inject_command",
+        files=True,
+    ),
+    "injector": Command(
+        "The same wiring as a mutating admission webhook over HTTPS: POST /mutate takes an "
+        "AdmissionReview (admission.k8s.io/v1) for a Pod and answers allowed, with a JSONPatch "
+        'that wires a pod annotated layers-readiness/inject: "true". Also /livez, /readyz, '
+        "/metrics.",
+        _WIRING | _LOGS | {"listen", "tls_cert_file", "tls_key_file"},
+        defaults={"listen": "0.0.0.0:8443"},
+        helps={
+            **_WIRING_HELPS,
+            "listen": "HOST:PORT of the webhook (HTTPS: POST /mutate, /livez, /readyz, /metrics)",
+            "tls_cert_file": "PEM certificate (chain) the webhook serves; required",
+            "tls_key_file": "PEM private key of --tls-cert-file; required",
+        },
+        run="sidecar.injector.webhook:run_injector",
     ),
 }
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final
 from . import values
 from .options import OPTION, ConfigError, option
 from .secret import Secret
-from .values import AuthScheme, Listen, LogFormat, LogLevel
+from .values import AuthScheme, InjectMode, Listen, LogFormat, LogLevel
 
 if TYPE_CHECKING:
     from .emulator.scenario import Scenario
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "OPTIONS",
     "AuthScheme",
+    "InjectMode",
     "Listen",
     "LogFormat",
     "LogLevel",
@@ -212,6 +213,50 @@ class Settings:
         "PEM private key of --tls-cert-file",
         values.file_path,
         "PATH",
+    )
+    # Wiring workloads (`inject`, `injector`).
+    inject_mode: InjectMode = option(
+        "--mode",
+        "LAYERS_INJECT_MODE",
+        "native",
+        "native: a waiting check init container, then serve as a native sidecar "
+        "(Kubernetes 1.29+); classic: the same init container, and serve as an ordinary "
+        "container (left out of pods that run to completion, such as a Job's)",
+        lambda text: values.choice(InjectMode, text),
+        "MODE",
+    )
+    inject_secret: str = option(
+        "--secret",
+        "LAYERS_INJECT_SECRET",
+        "layers-api-key",
+        "the Secret holding the key (never created by the wiring)",
+        values.secret_name,
+        "NAME",
+    )
+    inject_secret_key: str = option(
+        "--secret-key",
+        "LAYERS_INJECT_SECRET_KEY",
+        "api-key",
+        "the key inside --secret",
+        values.secret_key,
+        "KEY",
+    )
+    inject_image: str | None = option(
+        "--image",
+        "LAYERS_INJECT_IMAGE",
+        None,
+        "image of the injected containers; unset: this version's image",
+        values.image,
+        "IMAGE",
+    )
+    inject_port: int = option(
+        "--port",
+        "LAYERS_INJECT_PORT",
+        "9476",
+        "where the injected serve listens; when the pod already declares or probes it, the "
+        "smallest free port above it",
+        values.port,
+        "PORT",
     )
     # The emulator (`emulate`, `demo`).
     emulator_listen: Listen = option(

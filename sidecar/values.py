@@ -41,6 +41,11 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
+class InjectMode(StrEnum):
+    NATIVE = "native"
+    CLASSIC = "classic"
+
+
 class LogLevel(StrEnum):
     DEBUG = "debug"
     INFO = "info"
@@ -206,3 +211,34 @@ def file_path(text: str) -> Path:
     if not text.strip():
         raise ValueError("the path is empty")
     return Path(text)
+
+
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+
+
+def secret_name(text: str) -> str:
+    name = text.strip()
+    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+        raise ValueError(f"{text!r} is not a Secret name (lower-case letters, digits, - and .)")
+    return name
+
+
+def secret_key(text: str) -> str:
+    key = text.strip()
+    if len(key) > 253 or not _SECRET_KEY.fullmatch(key) or key in (".", ".."):
+        raise ValueError(f"{text!r} is not a key of a Secret (letters, digits, -, _ and .)")
+    return key
+
+
+def image(text: str) -> str:
+    reference = text.strip()
+    if not reference or any(c.isspace() or not c.isprintable() for c in reference):
+        raise ValueError(f"{text!r} is not an image reference")
+    return reference
+
+
+def port(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{text!r} is not a port (1-65535)")
+    return int(text)

@@ -12,7 +12,8 @@ has its tests in `tests/test_<role>_<name>.py` (`tests/test_<name>.py` for the c
 `sidecar/`); the other modules test behaviour across modules (processes, tools, the image).
 Shared builders live in `tests/support.py`, `tests/strategies.py` (hypothesis), `tests/tools.py`,
 `tests/monitoring.py`, `tests/dockerfile.py`, `tests/k8s.py`, `tests/image.py` (build),
-`tests/container.py` (run), `tests/kubelet.py` (the kubelet's rules), `tests/wiring.py` (foreign
+`tests/container.py` (run), `tests/admission.py` (the Pods and AdmissionReviews the API server
+makes of a workload), `tests/kubelet.py` (the kubelet's rules), `tests/wiring.py` (foreign
 workloads wired through every path) and `tests/kubelet_pod.py` (a wired pod run by podman as the
 kubelet runs it); a test module never imports another test module.
 
@@ -79,7 +80,11 @@ KINDS: Final = {
     "test_whoami": "inprocess",
     "test_logs": "inprocess",
     "test_agent_serve": "inprocess",
+    "test_injector_wiring": "inprocess",
+    "test_injector_patch": "inprocess",
     "test_cli": "e2e",
+    "test_inject": "e2e",
+    "test_injector": "e2e",
     "test_fallback": "e2e",
     "test_faults": "e2e",
     "test_hostile": "e2e",
@@ -102,6 +107,7 @@ KINDS: Final = {
     "test_dockerfile": "tools",
     "test_helm_chart": "tools",
     "test_helm_hub": "tools",
+    "test_helm_injector": "tools",
     "test_deploy_hub": "tools",
     "test_kubelet": "inprocess",
     "test_foreign_workloads": "tools",

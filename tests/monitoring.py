@@ -60,10 +60,16 @@ HUB_SERIES = frozenset(
     }
     | {f"layers_hub_upstream_request_duration_seconds{s}" for s in ("_bucket", "_sum", "_count")}
 )
+# The injector's (SPEC.md "Wiring any workload"): reviews by result, and their duration;
+# tests/test_injector.py scrapes them from a running injector.
+INJECTOR_SERIES = frozenset(
+    {"layers_injector_reviews_total"}
+    | {f"layers_injector_review_duration_seconds{s}" for s in ("_bucket", "_sum", "_count")}
+)
 # The "more signals" of `serve`: the current not-ready reason and whether the key file reads.
 MORE_GAUGES = frozenset({"layers_readiness_reason", "layers_api_key_available"})
 # What a query may name: those, and `up` (Prometheus's own, for the scrape itself).
-QUERYABLE = SERIES_NAMES | MORE_GAUGES | HUB_SERIES | {"up"}
+QUERYABLE = SERIES_NAMES | MORE_GAUGES | HUB_SERIES | INJECTOR_SERIES | {"up"}
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _MATCHERS = re.compile(r"\{[^{}]*\}")

@@ -98,8 +98,8 @@ def target(namespace: str, release: str, pod: str) -> dict[str, str]:
 
 
 def test_every_alert_is_rendered_with_a_runbook_and_promtool_accepts_it(tmp_path: Path) -> None:
-    # With a hub: fleet mode's alerts come only with it.
-    rule = the_rule(merged(MONITORED, {"hub": {"enabled": True}}))
+    # With a hub and the injector: their alerts come only with them.
+    rule = the_rule(merged(MONITORED, {"hub": {"enabled": True}, "injector": {"enabled": True}}))
     assert sorted(rules_by_alert(rule)) == sorted(alert_names())
     for alert in rules_by_alert(rule).values():
         assert alert["annotations"]["runbook_url"].startswith("https://")

@@ -240,11 +240,12 @@ def test_monitoring_objects(rendered: dict[str, list[Obj]]) -> None:
     (rule,) = of_kind(objects, "PrometheusRule")
     source = yaml.safe_load((CHART_DIR / "files" / "alerts.rules.yaml").read_text())
     # the same alerts, scoped and tuned (tests/test_chart_alerts.py runs them), less the one
-    # the scenario disables, and the hub's (no hub here: tests/test_helm_hub.py has them)
+    # the scenario disables, and the hub's and the injector's (neither here:
+    # tests/test_helm_hub.py and tests/test_helm_injector.py have them)
     assert [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]] == [
         r["alert"]
         for g in source["groups"]
-        if g["name"] != "layers-readiness-hub"
+        if g["name"] not in ("layers-readiness-hub", "layers-readiness-injector")
         for r in g["rules"]
         if r["alert"] != "LayersCreditsExhaustionForecast"
     ]
