@@ -37,7 +37,7 @@ from tests.k8s import (
 )
 from tests.tools import tool
 
-IMAGE = "ghcr.io/example/layers-readiness:0.1.0"
+IMAGE = "localhost/layers-readiness:0.1.0"
 KEY_FILE = "/var/run/secrets/layers/api-key"
 PORT_NAME = "layers-http"
 SIDECAR_LABEL = ("layers-readiness/sidecar", "true")

@@ -149,7 +149,7 @@ def test_native_mode_is_the_default(rendered: dict[str, list[Obj]]) -> None:
     assert sidecar["name"] == "layers-readiness"
     assert sidecar["restartPolicy"] == "Always"
     assert sidecar["args"] == ["serve"]
-    assert sidecar["image"] == "ghcr.io/example/layers-readiness:0.1.0"
+    assert sidecar["image"] == "localhost/layers-readiness:0.1.0"
     listen = env_value(sidecar, "LAYERS_SIDECAR_LISTEN")
     assert listen == "0.0.0.0:8080"
     for probe, path in (("startupProbe", "/readyz"), ("readinessProbe", "/readyz")):
@@ -370,7 +370,7 @@ def test_named_templates_work_from_a_parent_chart(parent_chart: Path, mode: str)
     spec = pod_spec(deployment)
     sidecar = container(spec, "layers-readiness")
     # The parent's appVersion (9.9.9) must not leak into the sidecar's image tag.
-    assert sidecar["image"] == "ghcr.io/example/layers-readiness:0.1.0"
+    assert sidecar["image"] == "localhost/layers-readiness:0.1.0"
     assert spec["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8080}
     assert (
         deployment["spec"]["template"]["metadata"]["labels"]["layers-readiness/sidecar"] == "true"
@@ -411,7 +411,7 @@ def test_platform_values_reach_every_layers_container(rendered: dict[str, list[O
     # the init container `check` and the classic sidecar alike
     assert sorted(c["name"] for c in ours) == ["layers-readiness", "layers-readiness-check"]
     for c in ours:
-        assert c["image"] == "registry.internal.example.com/example/layers-readiness:0.1.0"
+        assert c["image"] == "registry.internal.example.com/layers-readiness:0.1.0"
         assert c["envFrom"] == [{"configMapRef": {"name": "egress-proxy"}}]
         assert env_value(c, "SSL_CERT_FILE") == "/etc/ssl/corporate/ca-bundle.crt"
         mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
@@ -551,4 +551,4 @@ def test_a_parent_chart_s_global_image_registry_reaches_the_sidecar(parent_chart
     ]
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     sidecar = container(pod_spec(deployment), "layers-readiness")
-    assert sidecar["image"] == "mirror.example.com/example/layers-readiness:0.1.0"
+    assert sidecar["image"] == "mirror.example.com/layers-readiness:0.1.0"
