@@ -4,6 +4,8 @@
 - `e2e`: real processes (the sidecar, the emulator, Prometheus); the slow part of the suite.
 - `tools`: the deploy and monitoring files checked with real tools (the Helm engine,
   kubernetes-validate, promtool, hadolint, kubectl); a few seconds.
+- `image` and `release` (set in their modules, on top of `e2e`): the image built and run, and
+  what `make release` wrote to dist/ read back; `pytest -m release` runs the release alone.
 
 `pytest -m "not e2e"` is the quick loop; `make test` runs everything. A module missing from
 KINDS counts as `e2e` (the quick loop never pays for a process by surprise) until it is listed.
@@ -44,6 +46,7 @@ KINDS: Final = {
     "test_adversary_properties": "inprocess",
     "test_hub": "e2e",
     "test_image": "e2e",  # and `image` (in the module): `pytest -m image` runs the image alone
+    "test_release": "e2e",  # and `release`: reads back what `make release` wrote to dist/
     "test_lifecycle": "e2e",
     "test_manifests_run": "e2e",
     "test_prometheus_e2e": "e2e",
