@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sidecar.emulator import api_key_id
 from tests.monitoring import (
     MORE_GAUGES,
     SERIES_NAMES,
@@ -27,6 +28,8 @@ from tests.monitoring import (
     prometheus,
 )
 from tests.support import (
+    FAKE_KEY,
+    WHOAMI,
     clean_env,
     emulator,
     free_port,
@@ -213,6 +216,9 @@ def test_prometheus_scrapes_the_sidecar_and_sees_the_kill_switch(tmp_path: Path)
                     "namespace": NAMESPACE,
                     "pod": POD,
                     "container": CONTAINER,
+                    # the key, for Alertmanager to group the pods of one key into one page
+                    "organization_id": WHOAMI["organizationId"],
+                    "api_key_id": api_key_id(FAKE_KEY.split("_")[2]),
                 }
                 annotations = alert["annotations"]
                 assert annotations["summary"] == f"Layers kill switch engaged for {NAMESPACE}/{POD}"
