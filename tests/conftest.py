@@ -53,6 +53,8 @@ KINDS: Final = {
     "test_scrape_configs": "e2e",
     "test_ca_bundle": "e2e",
     "test_alerts": "tools",
+    "test_alertmanager": "tools",
+    "test_alertmanager_e2e": "e2e",
     "test_chart_alerts": "tools",
     "test_checkov": "tools",
     "test_documented_commands": "tools",
