@@ -54,6 +54,7 @@ KINDS: Final = {
     "test_ca_bundle": "e2e",
     "test_alerts": "tools",
     "test_alertmanager": "tools",
+    "test_placeholders": "tools",
     "test_alertmanager_e2e": "e2e",
     "test_chart_alerts": "tools",
     "test_checkov": "tools",
