@@ -141,3 +141,21 @@ def test_the_release_derives_the_image_and_home_from_one_setting(tmp_path: Path)
     assert home.source("ignored") == home.home
     # The repository's own setting: no public home yet.
     assert release.settings().home == ""
+
+
+def test_the_documented_kustomization_builds_from_a_checkout_beside_yours(tmp_path: Path) -> None:
+    """docs/deploy.md's "your kustomization.yaml", in a directory beside a checkout of this
+    repository (as `../layers-readiness`), builds and wires the sidecar: no remote needed."""
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    (block,) = [b for b in FENCED.findall(text) if b.startswith("# your kustomization.yaml\n")]
+    (tmp_path / "layers-readiness").symlink_to(ROOT)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "kustomization.yaml").write_text(block)
+    (app / "deployment.yaml").write_text((DEPLOY_DIR / "app" / "deployment.yaml").read_text())
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(app)], capture_output=True, text=True, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    images = re.findall(r"image: (\S+)", built.stdout)
+    assert f"localhost/layers-readiness:{release.settings().version}" in images, images
