@@ -2,7 +2,7 @@
 #
 # layers-readiness: the `layers-sidecar` command in a small, non-root, read-only image.
 #
-#   docker build -t ghcr.io/OWNER/layers-readiness:0.1.0 \
+#   docker build -t localhost/layers-readiness:0.1.0 \
 #     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
 #
 # Add `--secret id=ca,src=/etc/ssl/certs/ca-certificates.crt` behind a TLS-intercepting proxy
@@ -67,7 +67,7 @@ FROM ${RUNTIME_IMAGE} AS runtime
 
 # Where the image came from, set by whoever builds it (CI passes the tag and the commit):
 #   --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD)
-ARG SOURCE=https://github.com/OWNER/layers-readiness
+ARG SOURCE=""
 ARG VERSION=0.0.0-dev
 ARG REVISION=0000000000000000000000000000000000000000
 

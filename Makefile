@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench tools
+.PHONY: demo test lint bench tools release
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ demo: $(VENV)/.runtime
 # The image tools are Debian packages; where they cannot be installed, tests/test_image.py says so
 # (and fails under CI=true) instead of `make` stopping here.
 tools:
-	scripts/install-tools prometheus curl openssl
+	scripts/install-tools prometheus prometheus-alertmanager skopeo curl openssl
 	scripts/install-tools buildah podman runc debootstrap \
 	  || echo "warning: could not install the image tools (buildah podman runc debootstrap)" >&2
 
@@ -36,7 +36,12 @@ lint: $(VENV)/.test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint tools
+# dist/: sdist, wheel, chart, image (OCI archive), SBOM and SHA256SUMS; see README, "Releasing
+# and hosting your own copy". `make test` makes one and tests/test_release.py reads it back.
+release: $(VENV)/.test tools
+	$(BIN)/python scripts/release
+
+test: lint tools release
 	$(BIN)/pytest
 
 bench: $(VENV)/.bench

@@ -4,6 +4,8 @@
 - `e2e`: real processes (the sidecar, the emulator, Prometheus); the slow part of the suite.
 - `tools`: the deploy and monitoring files checked with real tools (the Helm engine,
   kubernetes-validate, promtool, hadolint, kubectl); a few seconds.
+- `image` and `release` (set in their modules, on top of `e2e`): the image built and run, and
+  what `make release` wrote to dist/ read back; `pytest -m release` runs the release alone.
 
 `pytest -m inprocess` is the quick loop (nothing to install as root, under 30 s on two cores);
 `make test` runs everything. A module missing from KINDS counts as `e2e` (the quick loop never
@@ -92,12 +94,16 @@ KINDS: Final = {
     "test_hub": "e2e",
     "test_proxy": "e2e",
     "test_image": "e2e",  # and `image` (in the module): `pytest -m image` runs the image alone
+    "test_release": "e2e",  # and `release`: reads back what `make release` wrote to dist/
     "test_lifecycle": "e2e",
     "test_manifests_run": "e2e",
     "test_prometheus_e2e": "e2e",
     "test_scrape_configs": "e2e",
     "test_ca_bundle": "e2e",
     "test_alerts": "tools",
+    "test_alertmanager": "tools",
+    "test_placeholders": "tools",
+    "test_alertmanager_e2e": "e2e",
     "test_chart_alerts": "tools",
     "test_checkov": "tools",
     "test_documented_commands": "tools",

@@ -148,9 +148,69 @@ def alert_names() -> list[str]:
     return [rule["alert"] for rule in alerts()]
 
 
+# --- a real Prometheus ---------------------------------------------------------------------------
+
+MONITORING = ROOT / "monitoring"
+JOB = "layers-readiness"
+NAMESPACE, POD, CONTAINER = "e2e", "layers-e2e-0", "layers-sidecar"
+
+# What Kubernetes pod discovery would attach to the sidecar's port; the job's relabel_configs
+# keep the target by the port name and turn these into the namespace, pod and container labels.
+POD_DISCOVERY_LABELS = {
+    "__meta_kubernetes_namespace": NAMESPACE,
+    "__meta_kubernetes_pod_name": POD,
+    "__meta_kubernetes_pod_container_name": CONTAINER,
+    "__meta_kubernetes_pod_container_port_name": "layers-http",
+    "__meta_kubernetes_pod_phase": "Running",
+}
+
+
+def e2e_config(
+    target: str, *more: str, hub: str | None = None, rules: Path = RULES
+) -> dict[str, Any]:
+    """monitoring/prometheus.yml, changed only as its header says, scraping the sidecars at
+    `target` (pod POD) and `more` (pods POD-1, ...), and the hub at `hub` when given; `rules`
+    is the rules file it loads (the shipped one unless a test tunes a copy)."""
+    config: dict[str, Any] = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+    assert config["rule_files"] == ["alerts.rules.yaml"]
+    config["rule_files"] = [str(rules)]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    job = jobs[JOB]
+    assert "scrape_interval" not in job, "the job would override the test's 1s interval"
+    del job["kubernetes_sd_configs"]
+    job["static_configs"] = [{"targets": [target], "labels": POD_DISCOVERY_LABELS}] + [
+        {
+            "targets": [other],
+            "labels": {**POD_DISCOVERY_LABELS, "__meta_kubernetes_pod_name": f"{POD}-{n}"},
+        }
+        for n, other in enumerate(more, 1)
+    ]
+    hub_job = jobs[HUB_JOB]
+    if hub is None:
+        config["scrape_configs"].remove(hub_job)
+    else:
+        assert "scrape_interval" not in hub_job
+        del hub_job["kubernetes_sd_configs"]
+        hub_job["static_configs"] = [{"targets": [hub], "labels": HUB_DISCOVERY_LABELS}]
+    return config
+
+
+# ...and to the hub's (fleet mode).
+HUB_JOB, HUB_NAMESPACE, HUB_POD = "layers-readiness-hub", "layers", "layers-readiness-hub-0"
+HUB_DISCOVERY_LABELS = {
+    "__meta_kubernetes_namespace": HUB_NAMESPACE,
+    "__meta_kubernetes_pod_name": HUB_POD,
+    "__meta_kubernetes_pod_container_name": "layers-readiness-hub",
+    "__meta_kubernetes_pod_container_port_name": "hub-http",
+    "__meta_kubernetes_pod_phase": "Running",
+}
+
+
 @contextmanager
-def prometheus(tmp: Path, config: dict[str, Any]) -> Iterator[str]:
-    """Prometheus on a free loopback port with its own TSDB under `tmp`; killed on the way out."""
+def prometheus(tmp: Path, config: dict[str, Any], *flags: str) -> Iterator[str]:
+    """Prometheus on a free loopback port with its own TSDB under `tmp`; killed on the way out.
+    `flags` are added to its command line."""
     binary, promtool = tool("prometheus"), tool("promtool")
     config_file = tmp / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -169,6 +229,7 @@ def prometheus(tmp: Path, config: dict[str, Any]) -> Iterator[str]:
                 f"--storage.tsdb.path={tmp / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{port}",
                 "--log.level=warn",
+                *flags,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

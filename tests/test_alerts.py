@@ -137,8 +137,9 @@ def test_every_alert_links_its_runbook_section() -> None:
     for rule in alerts():
         url = rule["annotations"].get("runbook_url", "")
         page, _, anchor = url.partition("#")
-        assert page.startswith("https://"), rule["alert"]
-        assert page.endswith("/docs/monitoring.md"), rule["alert"]
+        # A path that exists in every copy (checkout, fork, sdist): no public home to link yet.
+        assert page == "docs/monitoring.md", rule["alert"]
+        assert (ROOT / page).is_file(), rule["alert"]
         assert anchor == rule["alert"].lower(), f"{rule['alert']}: {url}"
         assert anchor in anchors, f"{rule['alert']}: docs/monitoring.md has no section #{anchor}"
 

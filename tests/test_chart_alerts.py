@@ -102,7 +102,7 @@ def test_every_alert_is_rendered_with_a_runbook_and_promtool_accepts_it(tmp_path
     rule = the_rule(merged(MONITORED, {"hub": {"enabled": True}, "injector": {"enabled": True}}))
     assert sorted(rules_by_alert(rule)) == sorted(alert_names())
     for alert in rules_by_alert(rule).values():
-        assert alert["annotations"]["runbook_url"].startswith("https://")
+        assert alert["annotations"]["runbook_url"].startswith("docs/monitoring.md#")
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     result = subprocess.run(

@@ -34,7 +34,7 @@ from tests.k8s import (
 REAL_API = "https://api.layers.com"
 HUB = "layers-readiness-hub"
 WIRED = ("layers-readiness-serve", "layers-readiness-check")
-IMAGE = "ghcr.io/example/layers-readiness:0.1.0"
+IMAGE = "localhost/layers-readiness:0.1.0"
 
 
 def classic_with_hub(tmp: Path) -> Path:

@@ -37,7 +37,7 @@ from tests.k8s import (
 )
 from tests.tools import tool
 
-IMAGE = "ghcr.io/example/layers-readiness:0.1.0"
+IMAGE = "localhost/layers-readiness:0.1.0"
 KEY_FILE = "/etc/layers-readiness/api-key"
 PORT_NAME = "layers-http"
 SIDECAR_LABEL = ("layers-readiness/wired", "true")

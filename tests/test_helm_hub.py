@@ -114,7 +114,7 @@ def test_hub_runs_the_hub_command_with_its_settings(hub: list[Obj]) -> None:
     assert c["name"] == "layers-readiness-hub"
     assert c["args"] == ["hub"]
     assert "command" not in c  # the image's ENTRYPOINT, layers-sidecar
-    assert c["image"] == "ghcr.io/example/layers-readiness:0.1.0"
+    assert c["image"] == "localhost/layers-readiness:0.1.0"
     env = {item["name"]: item["value"] for item in c["env"]}
     # ci/hub-values.yaml moves every setting away from its default.
     assert env["LAYERS_API_URL"] == REAL_API

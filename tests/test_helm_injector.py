@@ -126,7 +126,7 @@ def test_the_deployment_is_hardened_spread_and_probed_like_the_hub() -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["LAYERS_API_URL"].startswith("http://demo-layers-readiness-hub.apps.svc:")
     assert env["LAYERS_FALLBACK_API_URL"] == "https://api.layers.com"
-    assert "--image=ghcr.io/example/layers-readiness:0.1.0" in container["args"]
+    assert "--image=localhost/layers-readiness:0.1.0" in container["args"]
 
 
 def test_cert_manager_makes_the_certificate_and_injects_the_ca() -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from sidecar import __version__
-from tests import container, image, kubelet_pod, wiring
+from tests import container, image, kubelet_pod, release, wiring
 from tests.container import KEY_FILE, Sandbox, Security
 from tests.image import Built, Store
 from tests.k8s import (
@@ -107,7 +107,11 @@ def built(st: Store, ca_bundle: CaBundle, pytestconfig: pytest.Config) -> Iterat
         st,
         bases,
         ref=ref,
-        build_args={"VERSION": __version__, "REVISION": git_revision()},
+        build_args={
+            "VERSION": __version__,
+            "REVISION": git_revision(),
+            "SOURCE": release.settings().source(release.Artifacts(__version__).sdist),
+        },
         ca_bundle=ca_bundle.path,
     )
     announce(
@@ -138,7 +142,9 @@ def test_labels_carry_the_source_version_and_revision(st: Store, built: Built) -
     assert labels["org.opencontainers.image.version"] == __version__
     assert labels["org.opencontainers.image.revision"] == built.build_args["REVISION"]
     assert re.fullmatch(r"[0-9a-f]{40}", labels["org.opencontainers.image.revision"])
-    assert re.fullmatch(r"https://\S+", labels["org.opencontainers.image.source"])
+    # The project's home, or while it has none the source distribution released beside it.
+    assert labels["org.opencontainers.image.source"] == built.build_args["SOURCE"]
+    assert re.fullmatch(r"https://\S+|layers_readiness-\S+\.tar\.gz", built.build_args["SOURCE"])
     assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
 
 

@@ -15,18 +15,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from sidecar.emulator.app import api_key_id
 from tests.monitoring import (
+    CONTAINER,
+    HUB_NAMESPACE,
+    JOB,
     MORE_GAUGES,
+    NAMESPACE,
+    POD,
     SERIES_NAMES,
     alert_names,
     api,
     dashboard_queries,
+    e2e_config,
     load_dashboard,
     prometheus,
 )
 from tests.support import (
+    FAKE_KEY,
+    WHOAMI,
     clean_env,
     emulator,
     free_port,
@@ -36,60 +44,6 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parent.parent
-MONITORING = ROOT / "monitoring"
-JOB = "layers-readiness"
-NAMESPACE, POD, CONTAINER = "e2e", "layers-e2e-0", "layers-sidecar"
-
-# What Kubernetes pod discovery would attach to the sidecar's port; the job's relabel_configs
-# keep the target by the port name and turn these into the namespace, pod and container labels.
-POD_DISCOVERY_LABELS = {
-    "__meta_kubernetes_namespace": NAMESPACE,
-    "__meta_kubernetes_pod_name": POD,
-    "__meta_kubernetes_pod_container_name": CONTAINER,
-    "__meta_kubernetes_pod_container_port_name": "layers-http",
-    "__meta_kubernetes_pod_phase": "Running",
-}
-
-
-def e2e_config(target: str, *more: str, hub: str | None = None) -> dict[str, Any]:
-    """monitoring/prometheus.yml, changed only as its header says, scraping the sidecars at
-    `target` (pod POD) and `more` (pods POD-1, ...), and the hub at `hub` when given."""
-    config: dict[str, Any] = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
-    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
-    assert config["rule_files"] == ["alerts.rules.yaml"]
-    config["rule_files"] = [str(MONITORING / "alerts.rules.yaml")]
-    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    job = jobs[JOB]
-    assert "scrape_interval" not in job, "the job would override the test's 1s interval"
-    del job["kubernetes_sd_configs"]
-    job["static_configs"] = [{"targets": [target], "labels": POD_DISCOVERY_LABELS}] + [
-        {
-            "targets": [other],
-            "labels": {**POD_DISCOVERY_LABELS, "__meta_kubernetes_pod_name": f"{POD}-{n}"},
-        }
-        for n, other in enumerate(more, 1)
-    ]
-    hub_job = jobs[HUB_JOB]
-    if hub is None:
-        config["scrape_configs"].remove(hub_job)
-    else:
-        assert "scrape_interval" not in hub_job
-        del hub_job["kubernetes_sd_configs"]
-        hub_job["static_configs"] = [{"targets": [hub], "labels": HUB_DISCOVERY_LABELS}]
-    return config
-
-
-# ...and to the hub's (fleet mode).
-HUB_JOB, HUB_NAMESPACE, HUB_POD = "layers-readiness-hub", "layers", "layers-readiness-hub-0"
-HUB_DISCOVERY_LABELS = {
-    "__meta_kubernetes_namespace": HUB_NAMESPACE,
-    "__meta_kubernetes_pod_name": HUB_POD,
-    "__meta_kubernetes_pod_container_name": "layers-readiness-hub",
-    "__meta_kubernetes_pod_container_port_name": "hub-http",
-    "__meta_kubernetes_pod_phase": "Running",
-}
 
 
 def is_hub_panel(where: str) -> bool:
@@ -213,6 +167,9 @@ def test_prometheus_scrapes_the_sidecar_and_sees_the_kill_switch(tmp_path: Path)
                     "namespace": NAMESPACE,
                     "pod": POD,
                     "container": CONTAINER,
+                    # the key, for Alertmanager to group the pods of one key into one page
+                    "organization_id": WHOAMI["organizationId"],
+                    "api_key_id": api_key_id(FAKE_KEY.split("_")[2]),
                 }
                 annotations = alert["annotations"]
                 assert annotations["summary"] == f"Layers kill switch engaged for {NAMESPACE}/{POD}"

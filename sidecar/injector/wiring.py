@@ -22,8 +22,9 @@ from typing import Any, Final
 
 from .. import __version__
 
-# Where the default image lives: the registry path is this one setting.
-IMAGE_REGISTRY: Final = "ghcr.io/example"
+# The image a local build and `make release` name while the project has no public home (the
+# chart's image.registry default too); --image / LAYERS_INJECT_IMAGE names your registry's copy.
+IMAGE_REGISTRY: Final = "localhost"
 DEFAULT_IMAGE: Final = f"{IMAGE_REGISTRY}/layers-readiness:{__version__}"
 
 DEFAULT_PORT: Final = 9476
