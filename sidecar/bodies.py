@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .jsonscan import Ambiguous, strict_loads
+from .jsonscan import Ambiguous, Decoded, decode
 from .redact import clean
 from .secret import Secret
 
@@ -54,18 +54,21 @@ def _finite(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def parse_whoami(body: bytes, key: Secret | None = None) -> Whoami | str:
+def parse_whoami(
+    body: bytes, key: Secret | None = None, decoded: Decoded | None = None
+) -> Whoami | str:
     """A well-formed 200 body, or why it is not one. Unknown fields are ignored.
 
     String fields come back cleaned (`redact.clean`): an upstream that echoes the key, or sends
     a newline or a lone surrogate in a name, cannot carry it into /status, a label or a log.
+    `decoded` is this body's `jsonscan.decode`, when the caller has it already.
     """
-    try:
-        data = strict_loads(body)
-    except (ValueError, RecursionError) as error:
-        if isinstance(error, Ambiguous):
-            return clean(f"body is ambiguous: {error}", key)
+    decoded = decode(body) if decoded is None else decoded
+    if decoded.error is not None:
+        if isinstance(decoded.error, Ambiguous):
+            return clean(f"body is ambiguous: {decoded.error}", key)
         return "body is not JSON"
+    data = decoded.value
     if not isinstance(data, dict):
         return f"body is a JSON {type(data).__name__}, not an object"
     values: dict[str, Any] = {}
@@ -102,12 +105,13 @@ class ErrorBody:
     min_tier: str | None = None
 
 
-def error_body(body: bytes, key: Secret | None) -> ErrorBody:
-    """code, message, requestId and details.minTier of an error body, cleaned, where present."""
-    try:
-        data = strict_loads(body)
-    except (ValueError, RecursionError):
+def error_body(body: bytes, key: Secret | None, decoded: Decoded | None = None) -> ErrorBody:
+    """code, message, requestId and details.minTier of an error body, cleaned, where present.
+    `decoded` as for `parse_whoami`."""
+    decoded = decode(body) if decoded is None else decoded
+    if decoded.error is not None:
         return ErrorBody()
+    data = decoded.value
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
         return ErrorBody()

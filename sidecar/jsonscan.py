@@ -43,6 +43,23 @@ def strict_loads(body: bytes) -> Any:
     return _STRICT.decode(body.decode("utf-8"))
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """One body through `strict_loads`, once: its value, or why it does not decode. The verdict
+    on an answer reads the same body for a stated switch and for its fields; decoding it once
+    serves both."""
+
+    value: Any = None
+    error: ValueError | RecursionError | None = None
+
+
+def decode(body: bytes) -> Decoded:
+    try:
+        return Decoded(strict_loads(body))
+    except (ValueError, RecursionError) as error:
+        return Decoded(error=error)
+
+
 _LENIENT: Final = json.JSONDecoder()
 # The C scanner behind json.loads: a JSON string starting after its opening quote.
 _scanstring: Final[Callable[[str, int], tuple[str, int]]] = json.decoder.scanstring  # type: ignore[attr-defined]
@@ -141,11 +158,15 @@ class Stated:
     kill_switch_error: bool = False
 
 
-def stated_switches(body: bytes) -> Stated:
+def stated_switches(body: bytes, decoded: Decoded | None = None) -> Stated:
     """Any `true` for a switch at the top level, or an `error.code` of KILL_SWITCH, counts.
 
     Given twice, once true and once false, the switch counts as stated: in doubt, not ready.
+    `decoded`, this body's `decode`, spares the scan when the body decoded strictly: then every
+    name given twice had one value, so its members say exactly what the scan would find.
     """
+    if decoded is not None and decoded.error is None:
+        return _stated_in(decoded.value)
     kill = revoked = error = False
     text = _text_of(body)
     pos = _skip_space(text, 0)
@@ -162,3 +183,15 @@ def stated_switches(body: bytes) -> Stated:
             inner = _members(text, start + 1)
             error = error or any(n == "code" and v == "KILL_SWITCH" for n, v, _ in inner)
     return Stated(kill, revoked, error)
+
+
+def _stated_in(value: Any) -> Stated:
+    """`stated_switches` of a body that decoded strictly to `value`."""
+    if not isinstance(value, dict):
+        return Stated()
+    error = value.get("error")
+    return Stated(
+        kill_switch=value.get("killSwitch") is True,
+        access_revoked=value.get("apiAccessRevoked") is True,
+        kill_switch_error=isinstance(error, dict) and error.get("code") == "KILL_SWITCH",
+    )

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from .bodies import ID_LIMIT, ErrorBody, Whoami, error_body, parse_whoami
 from .headers import parse_count, parse_reset, requested_wait
-from .jsonscan import Stated, stated_switches
+from .jsonscan import Stated, decode, stated_switches
 from .redact import clean
 from .secret import Secret
 
@@ -152,11 +152,13 @@ def classify(answer: Answer, now: float, key: Secret | None = None) -> Result:
         "rate_limit_reset": parse_reset(headers.get("X-RateLimit-Reset"), now),
     }
     too_large = answer.too_large or len(answer.body) > BODY_LIMIT
+    # Decoded once, for the switches and the fields both; a body over 64 KiB is only scanned.
+    decoded = None if too_large else decode(answer.body)
 
     if status == 200:
         # A stated switch first: it wins over anything else the body holds, or lacks.
-        stated = stated_switches(answer.body)
-        parsed = "body over 64 KiB" if too_large else parse_whoami(answer.body[:BODY_LIMIT], key)
+        stated = stated_switches(answer.body, decoded)
+        parsed = "body over 64 KiB" if too_large else parse_whoami(answer.body, key, decoded)
         whoami = parsed if isinstance(parsed, Whoami) else None
         kill = stated.kill_switch or bool(whoami and whoami.kill_switch)
         revoked = stated.access_revoked or bool(whoami and whoami.api_access_revoked)
@@ -183,15 +185,17 @@ def classify(answer: Answer, now: float, key: Secret | None = None) -> Result:
             **common,
         )
 
-    if status == 503 and stated_switches(answer.body).kill_switch_error:
-        error = ErrorBody(code="KILL_SWITCH") if too_large else error_body(answer.body, key)
+    if status == 503 and stated_switches(answer.body, decoded).kill_switch_error:
+        error = (
+            ErrorBody(code="KILL_SWITCH") if too_large else error_body(answer.body, key, decoded)
+        )
         common["request_id"] = common["request_id"] or error.request_id
         detail = " ".join(part for part in ("HTTP 503 KILL_SWITCH", error.message) if part)
         return Result(
             Outcome.KILL_SWITCH, kill_switch=True, error_code="KILL_SWITCH", detail=detail, **common
         )
 
-    error = ErrorBody() if too_large else error_body(answer.body, key)
+    error = ErrorBody() if too_large else error_body(answer.body, key, decoded)
     common["request_id"] = common["request_id"] or error.request_id
     detail = " ".join(part for part in (f"HTTP {status}", error.code, error.message) if part)
     if status == 401:

@@ -11,6 +11,7 @@ an upstream that echoes `…secretFA` has leaked as much as one that echoes the 
 from __future__ import annotations
 
 import re
+import weakref
 from typing import Final
 from urllib.parse import quote
 
@@ -59,6 +60,24 @@ def _forms(secret: str) -> set[str]:
     return {secret, encoded, _PERCENT.sub(lambda m: m.group().lower(), encoded)}
 
 
+# Each key's windows (below), made once for as long as its Secret lives: an upstream answer has
+# half a dozen strings to clean against the same key, and a hub call's Secret lives only in flight.
+_WINDOWS: Final[weakref.WeakKeyDictionary[Secret, frozenset[str]]] = weakref.WeakKeyDictionary()
+
+
+def _windows(key: Secret, secret: str) -> frozenset[str]:
+    """Every MIN_FRAGMENT-long run of `secret` in each of its forms."""
+    windows = _WINDOWS.get(key)
+    if windows is None:
+        windows = frozenset(
+            form[i : i + MIN_FRAGMENT]
+            for form in _forms(secret)
+            for i in range(len(form) - MIN_FRAGMENT + 1)
+        )
+        _WINDOWS[key] = windows
+    return windows
+
+
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
@@ -74,16 +93,16 @@ def redact(text: str, key: Secret | None) -> str:
     # Marks every position covered by a window of the secret; any fragment of MIN_FRAGMENT or
     # more characters is covered from end to end, because each of its windows is one of these.
     # str.find per window: a few dozen scans in C, rather than a Python step per character.
+    if len(text) < MIN_FRAGMENT:
+        return text
     covered = bytearray(len(text))
     found = False
-    for form in _forms(secret):
-        for i in range(len(form) - MIN_FRAGMENT + 1):
-            window = form[i : i + MIN_FRAGMENT]
-            start = text.find(window)
-            while start != -1:
-                covered[start : start + MIN_FRAGMENT] = b"\x01" * MIN_FRAGMENT
-                found = True
-                start = text.find(window, start + 1)
+    for window in _windows(key, secret):
+        start = text.find(window)
+        while start != -1:
+            covered[start : start + MIN_FRAGMENT] = b"\x01" * MIN_FRAGMENT
+            found = True
+            start = text.find(window, start + 1)
     if not found:
         return text
     parts: list[str] = []
@@ -99,6 +118,8 @@ def redact(text: str, key: Secret | None) -> str:
 
 def escape(text: str) -> str:
     """Control characters, separators and lone surrogates as visible `\\xNN` / `\\uNNNN`."""
+    if text.isascii() and text.isprintable():
+        return text  # none of them is printable ASCII: the usual case, decided in C
     return _UNSAFE.sub(_escape, text)
 
 

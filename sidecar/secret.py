@@ -6,7 +6,8 @@ from __future__ import annotations
 class Secret:
     """A string that never shows itself in a repr, a log line or a traceback's locals."""
 
-    __slots__ = ("_value",)
+    # __weakref__: what is derived from a key (redact's fragments) may live only as long as it.
+    __slots__ = ("__weakref__", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value

@@ -14,7 +14,7 @@ from typing import Any, Final
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.jsonscan import Stated, stated_switches
+from sidecar.jsonscan import Stated, decode, stated_switches
 from tests.strategies import json_values
 from tests.support import WHOAMI as GOOD
 
@@ -76,3 +76,26 @@ def test_a_switch_only_quoted_nested_or_false_is_never_found(
     text = json.dumps(body)
     for candidate in (text, text[:-1] + f', "junk": {garbage}}}', text[: len(text) // 2]):
         assert stated_switches(candidate.encode()) == Stated()
+
+
+SWITCH_VALUES: Final = st.sampled_from([True, False, 1, "true", None, {"code": "KILL_SWITCH"}])
+
+
+@given(
+    members=st.lists(
+        st.tuples(
+            st.sampled_from([*NAMES, "error", "code", "x"]),
+            st.one_of(SWITCH_VALUES, json_values, st.fixed_dictionaries({"code": json_values})),
+        ),
+        max_size=6,
+    ),
+    top=st.one_of(st.none(), json_values),
+)
+def test_a_decoded_body_states_what_the_scan_finds(
+    members: list[tuple[str, Any]], top: Any
+) -> None:
+    # Names given twice (with the same value or not), nested error objects, non-object bodies:
+    # the shortcut through the strict decoding must agree with the scan on every one.
+    text = "{" + ", ".join(member(name, value) for name, value in members) + "}"
+    for body in (text.encode(), json.dumps(top).encode(), text.encode("utf-8-sig")):
+        assert stated_switches(body, decode(body)) == stated_switches(body)

@@ -93,10 +93,11 @@ class HubMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
-        for result in RESULTS:
-            self._requests.labels(result=result)
-        for outcome in Outcome:
-            self._upstream.labels(outcome=outcome.value)
+        # Every series bound once: looking a label up costs more than the increment itself.
+        self._by_result = {result: self._requests.labels(result=result) for result in RESULTS}
+        self._by_outcome = {
+            outcome: self._upstream.labels(outcome=outcome.value) for outcome in Outcome
+        }
         ProcessCollector(registry=self.registry)
 
     def watch(self, source: Source) -> None:
@@ -104,10 +105,10 @@ class HubMetrics:
         self.registry.register(KeysCollector(source))
 
     def count(self, result: str) -> None:
-        self._requests.labels(result=result).inc()
+        self._by_result[result].inc()
 
     def observe_upstream(self, outcome: Outcome, seconds: float) -> None:
-        self._upstream.labels(outcome=outcome.value).inc()
+        self._by_outcome[outcome].inc()
         self._duration.observe(seconds)
 
     def handler(self) -> Handler:

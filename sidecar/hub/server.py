@@ -33,7 +33,11 @@ Log = structlog.typing.FilteringBoundLogger
 MAX_KEY_LENGTH: Final = 512
 # No cache between hub and sidecar may share an answer given to an authorised request.
 PRIVATE: Final = {"Cache-Control": "no-store", "Vary": "X-Api-Key, Authorization"}
-_KEY_CHARS: Final = frozenset(chr(c) for c in range(0x21, 0x7F))
+
+
+def _printable_ascii(text: str) -> bool:
+    """Only characters 0x21-0x7E: ASCII, printable (no controls, no DEL) and no space, in C."""
+    return text.isascii() and text.isprintable() and " " not in text
 
 
 def usable_key(headers: Mapping[str, str]) -> tuple[str | None, AuthScheme]:
@@ -45,7 +49,7 @@ def usable_key(headers: Mapping[str, str]) -> tuple[str | None, AuthScheme]:
     key, scheme = presented_key(headers)
     scheme = scheme or AuthScheme.X_API_KEY
     key = None if key is None else key.strip()
-    if not key or len(key) > MAX_KEY_LENGTH or not set(key) <= _KEY_CHARS:
+    if not key or len(key) > MAX_KEY_LENGTH or not _printable_ascii(key):
         return None, scheme
     return key, scheme
 
