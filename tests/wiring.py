@@ -75,11 +75,15 @@ def kustomize_wired(
     tmp.mkdir(parents=True, exist_ok=True)
     components = [component] + (["readiness-probe"] if app_probe else [])
     shutil.copy(workload, tmp / workload.name)
+    # A workload that names its namespace gets it from the kustomization, as docs/deploy.md says
+    # (kustomize points the containers' envFrom at the generated ConfigMap within one namespace).
+    namespace = (load(workload).get("metadata") or {}).get("namespace")
     (tmp / "kustomization.yaml").write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
+                **({"namespace": namespace} if namespace else {}),
                 "resources": [workload.name],
                 # Relative, as kustomize wants it.
                 "components": [
