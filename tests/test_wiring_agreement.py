@@ -22,6 +22,7 @@ Normalised, each for a reason that leaves what the kubelet runs unchanged:
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -131,16 +132,16 @@ CHANGED_VALUES: Obj = {
         "minCredits": 5,
     },
 }
-CHANGED_OPTIONS = {
-    "image": "mirror.example/layers-readiness:9.9.9",
-    "port": 10001,
-    "secret": "team-key",
-    "secret_key": "token",
-    "api_url": "https://layers.example",
-    "interval": "10s",
-    "stale_after": "2m",
-    "min_credits": "5",
-}
+CHANGED = Wiring(
+    image="mirror.example/layers-readiness:9.9.9",
+    port=10001,
+    secret="team-key",
+    secret_key="token",
+    api_url="https://layers.example",
+    interval="10s",
+    stale_after="2m",
+    min_credits="5",
+)
 
 
 @pytest.mark.parametrize("mode", wiring.MODES)
@@ -157,7 +158,7 @@ def test_the_chart_and_wire_take_the_same_settings_the_same_way(
         rendered: dict[str, str] = loaded.render(values, name="r", namespace="apps")
     text = next(t for p, t in rendered.items() if p.endswith("templates/workload.yaml"))
     docs = [d for d in yaml.safe_load_all(text) if d]
-    want = by_wire(path, Wiring(mode=mode, **CHANGED_OPTIONS))
+    want = by_wire(path, dataclasses.replace(CHANGED, mode=mode))
     assert_agree(built(docs, path), want, [], f"helm:{mode} with changed values")
 
 

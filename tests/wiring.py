@@ -167,14 +167,15 @@ def helm_wired(root: Path, mode: str, workload: Path, tmp: Path, *, app_probe: b
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-def inject_text(mode: str, *files: Path, stdin: str = "") -> str:
-    """`layers-sidecar inject --mode MODE FILE...` as a user runs it: its standard output."""
+def inject_text(mode: str, *files: Path, stdin: str = "", **env: str) -> str:
+    """`layers-sidecar inject --mode MODE FILE...` as a user runs it (`env`: its variables):
+    its standard output."""
     done = subprocess.run(
         command("inject", "--mode", mode, *map(str, files)),
         input=stdin,
         capture_output=True,
         text=True,
-        env=clean_env(),
+        env=clean_env(**env),
         timeout=60,
         check=False,
     )
