@@ -367,3 +367,12 @@ def admission_review(pod: Obj, namespace: str, *, uid: str | None = None) -> Obj
             "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
         },
     }
+
+
+def as_stored(pod: Obj) -> Obj:
+    """A Pod of a review as the API server stores it: the null creationTimestamp and the empty
+    status of the request's object dropped (the schemas refuse a null timestamp)."""
+    stored = copy.deepcopy(pod)
+    stored["metadata"].pop("creationTimestamp", None)
+    stored.pop("status", None)
+    return stored

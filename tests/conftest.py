@@ -117,6 +117,7 @@ KINDS: Final = {
     "test_deploy_hub": "tools",
     "test_kubelet": "inprocess",
     "test_foreign_workloads": "tools",
+    "test_wiring_agreement": "tools",
 }
 KIND_MARKERS: Final = frozenset({"inprocess", "e2e", "tools"})
 

@@ -1,9 +1,11 @@
 """Workloads nobody here wrote (tests/workloads/: podinfo, nginx-unprivileged on 8080, the
 Kubernetes documentation's StatefulSet, DaemonSet, Job and CronJob), wired through every
-documented path (tests/wiring.py) and judged by the kubelet's rules (tests/kubelet.py): the key
+documented path (tests/wiring.py: the kustomize components, the chart's templates, `inject` and
+the webhook, each in both modes) and judged by the kubelet's rules (tests/kubelet.py): the key
 readable, no port taken, nothing of theirs changed, no restart on a hard stop at boot, Jobs that
 end. Each wiring is also valid for every Kubernetes version the other manifest tests use, and
-follows the canonical names and numbers.
+follows the canonical names and numbers. `inject` is idempotent on them, and the webhook adds to
+each Pod exactly what `inject` adds to its template, and nothing on re-invocation.
 
 The last tests put each defect of the first rollout back into a sound wiring and watch the judge
 report it: the harness bites."""
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import kubelet, wiring
+from tests import admission, kubelet, wiring
 from tests.k8s import K8S_VERSIONS, env_value, kustomize, validate
 
 Obj = dict[str, Any]
@@ -44,6 +46,14 @@ def original(name: str) -> Obj:
     return wiring.load(wiring.WORKLOADS / f"{name}.yaml")
 
 
+def path_of(name: str) -> Path:
+    return wiring.WORKLOADS / f"{name}.yaml"
+
+
+def judge(after: Obj, workload: str, path: str) -> list[kubelet.Finding]:
+    return wiring.judge(path, path_of(workload), after)
+
+
 def test_the_workloads_cover_every_kind_and_the_hard_cases() -> None:
     docs = [wiring.load(w) for w in wiring.workloads()]
     assert {d["kind"] for d in docs} == KINDS
@@ -63,14 +73,70 @@ def test_the_workloads_cover_every_kind_and_the_hard_cases() -> None:
 def test_the_kubelet_finds_nothing_wrong(
     wired: dict[tuple[str, str], Obj], workload: str, path: str
 ) -> None:
-    after = wired[workload, path]
-    assert kubelet.judge(after["kind"], original(workload), after) == []
+    assert judge(wired[workload, path], workload, path) == []
 
 
 @pytest.mark.parametrize(("workload", "path"), CASES)
 def test_every_wiring_is_valid(wired: dict[tuple[str, str], Obj], workload: str, path: str) -> None:
     for version in K8S_VERSIONS:
         validate(wired[workload, path], version)
+
+
+INJECT_CASES = [(w.stem, mode) for w in wiring.workloads() for mode in wiring.MODES]
+
+
+@pytest.mark.parametrize(("workload", "mode"), INJECT_CASES)
+def test_inject_is_idempotent(workload: str, mode: str) -> None:
+    once = wiring.inject_text(mode, path_of(workload))
+    assert wiring.inject_text(mode, stdin=once) == once
+
+
+def added(pod: Obj) -> dict[str, Any]:
+    """What a wiring added to a pod: our containers and volume, by list, and the label."""
+    spec = pod["spec"]
+    lists = {
+        key: [i for i in spec.get(key) or [] if i["name"].startswith("layers-readiness-")]
+        for key in ("initContainers", "containers", "volumes")
+    }
+    return {**lists, "label": pod["metadata"]["labels"].get("layers-readiness/wired")}
+
+
+@pytest.mark.parametrize(("workload", "mode"), INJECT_CASES)
+def test_the_webhook_makes_of_the_pod_what_inject_makes_of_its_template(
+    wired: dict[tuple[str, str], Obj], workload: str, mode: str
+) -> None:
+    pod = wired[workload, f"webhook:{mode}"]
+    template = kubelet.template(wired[workload, f"inject:{mode}"])
+    assert template is not None
+    assert added(pod) == added(template)
+    assert added(pod)["label"] == "true"
+    # Everything else of the Pod is as the API server handed it (the opt-in annotation too).
+    before = wiring.pod_of(path_of(workload))
+    rest = copy.deepcopy(pod)
+    for key in ("initContainers", "containers", "volumes"):
+        rest["spec"][key] = [
+            i for i in rest["spec"].get(key) or [] if not i["name"].startswith("layers-readiness-")
+        ]
+        if not rest["spec"][key] and key not in before["spec"]:
+            del rest["spec"][key]
+    del rest["metadata"]["labels"]["layers-readiness/wired"]
+    assert rest == before
+
+
+@pytest.mark.parametrize(("workload", "mode"), INJECT_CASES)
+def test_the_webhook_patches_its_own_pod_no_more(
+    wired: dict[tuple[str, str], Obj], workload: str, mode: str
+) -> None:
+    """Re-invocation (reinvocationPolicy: IfNeeded) and a pod `inject` already wired: no patch."""
+    assert wiring.webhook_patch(mode, wired[workload, f"webhook:{mode}"]) is None
+    injected = copy.deepcopy(wired[workload, f"inject:{mode}"])
+    template = kubelet.template(injected)
+    assert template is not None
+    template.setdefault("metadata", {}).setdefault("annotations", {})["layers-readiness/inject"] = (
+        "true"
+    )
+    pod, _ = admission.pod_from(injected)
+    assert wiring.webhook_patch(mode, admission.as_stored(pod)) is None
 
 
 def ours(pod: Obj) -> list[Obj]:
@@ -95,8 +161,8 @@ def test_every_wiring_is_the_canonical_one(
     assert (gate["name"], gate["args"]) == ("layers-readiness-check", ["check", "--wait"])
     (volume,) = [v for v in spec["volumes"] if v["name"] == "layers-readiness-api-key"]
     assert volume["secret"] == {"secretName": "layers-api-key", "defaultMode": 0o444}
-    job = after["kind"] in kubelet.JOB_KINDS
-    native = path.endswith("native") or path.endswith("native-sidecar")
+    job = original(workload)["kind"] in kubelet.JOB_KINDS
+    native = wiring.mode_of(path) == "native"
     names = [c["name"] for c in ours(pod)]
     if native:
         assert spec["initContainers"][1]["name"] == "layers-readiness-serve"
@@ -162,8 +228,8 @@ def broken(wired: dict[tuple[str, str], Obj], workload: str, path: str) -> tuple
     return after, pod["spec"]
 
 
-def rules(after: Obj, workload: str) -> set[str]:
-    return {f.rule for f in kubelet.judge(after["kind"], original(workload), after)}
+def rules(after: Obj, workload: str, path: str) -> set[str]:
+    return {f.rule for f in judge(after, workload, path)}
 
 
 @pytest.mark.parametrize("path", wiring.PATHS)
@@ -174,26 +240,33 @@ def test_a_0440_key_without_fsgroup_is_unreadable(
     for volume in spec["volumes"]:
         if volume["name"] == "layers-readiness-api-key":
             volume["secret"]["defaultMode"] = 0o440
-    assert rules(after, "job") == {"key-unreadable"}
+    assert rules(after, "job", path) == {"key-unreadable"}
     # The same mode is readable in the workload with a foreign fsGroup.
     after, spec = broken(wired, "nginx-unprivileged", path)
     for volume in spec["volumes"]:
         if volume["name"] == "layers-readiness-api-key":
             volume["secret"]["defaultMode"] = 0o440
-    assert rules(after, "nginx-unprivileged") == set()
+    assert rules(after, "nginx-unprivileged", path) == set()
 
 
-def test_the_sidecar_on_8080_collides_with_nginx(wired: dict[tuple[str, str], Obj]) -> None:
-    after, spec = broken(wired, "nginx-unprivileged", "helm:native")
-    serve = spec["initContainers"][1]
+@pytest.mark.parametrize("path", wiring.PATHS)
+def test_the_sidecar_on_8080_collides_with_nginx(
+    wired: dict[tuple[str, str], Obj], path: str
+) -> None:
+    after, spec = broken(wired, "nginx-unprivileged", path)
+    (serve,) = [
+        c
+        for c in spec["initContainers"] + spec["containers"]
+        if c["name"] == "layers-readiness-serve"
+    ]
     serve["ports"][0]["containerPort"] = 8080
-    assert rules(after, "nginx-unprivileged") == {"port-collision"}
+    assert rules(after, "nginx-unprivileged", path) == {"port-collision"}
 
 
 def test_a_replaced_application_probe_is_a_change(wired: dict[tuple[str, str], Obj]) -> None:
     after, spec = broken(wired, "podinfo", "kustomize:native-sidecar")
     spec["containers"][0]["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": PORT}}
-    assert rules(after, "podinfo") == {"workload-changed"}
+    assert rules(after, "podinfo", "kustomize:native-sidecar") == {"workload-changed"}
 
 
 @pytest.mark.parametrize("path", wiring.PATHS)
@@ -202,11 +275,11 @@ def test_a_gate_that_exits_or_a_readyz_startup_probe_restarts(
 ) -> None:
     after, spec = broken(wired, "statefulset", path)
     spec["initContainers"][0]["args"] = ["check"]
-    assert rules(after, "statefulset") == {"restart-on-hard-stop"}
-    if path.endswith("native") or path.endswith("native-sidecar"):
+    assert rules(after, "statefulset", path) == {"restart-on-hard-stop"}
+    if wiring.mode_of(path) == "native":
         after, spec = broken(wired, "statefulset", path)
         spec["initContainers"][1]["startupProbe"]["httpGet"]["path"] = "/readyz"
-        (finding,) = kubelet.judge("StatefulSet", original("statefulset"), after)
+        (finding,) = judge(after, "statefulset", path)
         assert finding.detail.endswith("after 30s")
 
 
@@ -218,7 +291,7 @@ def test_a_classic_sidecar_in_a_job_never_ends(
     serve = spec["initContainers"].pop(1)
     del serve["restartPolicy"]
     spec["containers"].append(serve)
-    assert rules(after, workload) == {"job-never-ends"}
+    assert rules(after, workload, "helm:native") == {"job-never-ends"}
 
 
 def test_the_documented_kustomize_patch_moves_the_port(tmp_path: Path) -> None:

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sidecar import __version__
-from tests import container, image, kubelet_pod, release, wiring
+from sidecar.settings import load
+from tests import container, image, kubelet, kubelet_pod, release, wiring
 from tests.container import KEY_FILE, Sandbox, Security
 from tests.image import Built, Store
 from tests.k8s import (
@@ -35,6 +37,7 @@ from tests.k8s import (
     IMAGE_UID,
     Obj,
     all_containers,
+    container_env,
     kustomizations,
     kustomize,
     pod_spec,
@@ -372,14 +375,18 @@ def wired_podinfo(tmp: Path, interval: str) -> tuple[Obj, list[Obj]]:
     return pod_spec(deployment), objects
 
 
-def test_a_kill_switch_at_boot_holds_the_pod_without_restarts_until_it_clears(
-    st: Store, built: Built, upstream: Emulator, tmp_path: Path
-) -> None:
-    interval = 2.0
-    spec, objects = wired_podinfo(tmp_path, f"{interval:g}s")
+def hold_then_clear(
+    st: Store, built: Built, upstream: Emulator, tmp: Path, spec: Obj, objects: list[Obj]
+) -> tuple[float, list[int]]:
+    """A kill switch at boot that clears later, for a pod wired in native mode: the gate holds
+    the pod without restarts, and it proceeds within one interval (LAYERS_SIDECAR_INTERVAL of
+    the gate) of the switch clearing. Returns (seconds from clearing to the gate passing, the
+    restart count of each container of ours)."""
+    gate_env = container_env(objects, spec["initContainers"][0])
+    interval = load({}, gate_env, names=frozenset({"interval"})).interval
     upstream.set(killSwitch=True)
     with kubelet_pod.pod(
-        st, built.ref, spec, objects, {"api-key": FAKE_KEY}, upstream.url, tmp_path
+        st, built.ref, spec, objects, {"api-key": FAKE_KEY}, upstream.url, tmp
     ) as pod:
         started = threading.Thread(target=pod.start, daemon=True)
         started.start()
@@ -410,6 +417,42 @@ def test_a_kill_switch_at_boot_holds_the_pod_without_restarts_until_it_clears(
     assert [e["event"] for e in events][:1] == ["check waiting"]
     assert events[-1]["event"] == "check passed"
     assert FAKE_KEY not in logs
+    return gate.ready_at - cleared, [s.restarts for s in pod.log]
+
+
+def test_a_kill_switch_at_boot_holds_the_pod_without_restarts_until_it_clears(
+    st: Store, built: Built, upstream: Emulator, tmp_path: Path
+) -> None:
+    spec, objects = wired_podinfo(tmp_path, "2s")
+    hold_then_clear(st, built, upstream, tmp_path, spec, objects)
+
+
+def injected_nginx(interval: str) -> tuple[Obj, Obj]:
+    """nginx-unprivileged (8080, its own probes and read-only root) with its pod's fsGroup taken
+    out, before and after `layers-sidecar inject` as a user runs it (native mode, the interval
+    passed on as LAYERS_SIDECAR_INTERVAL)."""
+    workload = wiring.load(wiring.WORKLOADS / "nginx-unprivileged.yaml")
+    del workload["spec"]["template"]["spec"]["securityContext"]["fsGroup"]
+    text = wiring.inject_text(
+        "native", stdin=yaml.safe_dump(workload), LAYERS_SIDECAR_INTERVAL=interval
+    )
+    (wired,) = [d for d in yaml.safe_load_all(text) if d]
+    return workload, wired
+
+
+def test_an_injected_foreign_pod_proceeds_after_a_kill_switch_at_boot_without_restarts(
+    st: Store, built: Built, upstream: Emulator, tmp_path: Path, pytestconfig: pytest.Config
+) -> None:
+    before, after = injected_nginx("2s")
+    assert kubelet.judge("Deployment", before, after) == []
+    spec = pod_spec(after)
+    assert "fsGroup" not in spec["securityContext"]
+    waited, restarts = hold_then_clear(st, built, upstream, tmp_path, spec, [])
+    announce(
+        pytestconfig,
+        f"nginx-unprivileged wired by inject: the gate passed {waited:.2f} s after the kill "
+        f"switch cleared (interval 2 s); restarts {restarts}",
+    )
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ against the Kubernetes schemas and compared with what `inject` makes of the same
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import signal
 import ssl
@@ -23,7 +22,7 @@ import trustme
 import yaml
 
 from sidecar.testing import clean_env, command, free_port, sample, wait_for
-from tests.admission import admission_review, pod_from, template_of, workloads
+from tests.admission import admission_review, as_stored, pod_from, template_of, workloads
 from tests.k8s import K8S_VERSIONS, validate
 
 INJECT = {"layers-readiness/inject": "true"}
@@ -128,14 +127,6 @@ def patch_of(answer: dict[str, Any], uid: str) -> list[dict[str, Any]] | None:
     return operations
 
 
-def for_validation(pod: dict[str, Any]) -> dict[str, Any]:
-    """The pod as stored: the review's null creationTimestamp and empty status dropped."""
-    pod = copy.deepcopy(pod)
-    pod["metadata"].pop("creationTimestamp", None)
-    pod.pop("status", None)
-    return pod
-
-
 def inject(documents: list[dict[str, Any]], *args: str) -> list[dict[str, Any]]:
     result = subprocess.run(
         command("inject", *args),
@@ -170,7 +161,7 @@ def test_a_pod_created_by_its_controller_is_wired_as_inject_wires_its_template(
     wired = jsonpatch.apply_patch(pod, operations)
     assert pod == pod_from(workload)[0], "the patch applies to a copy"
     for version in K8S_VERSIONS:
-        validate(for_validation(wired), version)
+        validate(as_stored(wired), version)
 
     # The workload's own containers, volumes and metadata are exactly as they were.
     for key in ("initContainers", "containers", "volumes"):

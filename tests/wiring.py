@@ -3,16 +3,26 @@
 - the kustomize components (`native-sidecar`, `classic`) listed in a kustomization beside the
   workload's own YAML, built by `kubectl kustomize`;
 - the chart's named templates included from a parent chart (the recipe in `_wiring.tpl`), in
-  both wiring modes.
+  both wiring modes;
+- `layers-sidecar inject --mode native|classic` run over the workload's file;
+- the `injector` webhook's answer to the AdmissionReview of the Pod its controller creates (the
+  pod template annotated `layers-readiness/inject: "true"`; tests/admission.py shapes the Pod and
+  the review as the API server does), its JSON Patch applied with the `jsonpatch` package. The
+  answer is `sidecar.injector.review.answer`, the function the webhook's `POST /mutate` calls
+  (tests/test_injector.py sends the same reviews to the process over HTTPS). What the judge
+  compares it with is that Pod before the patch, not the workload: the API server's defaults
+  and the service-account volume are already in it.
 
 `python -m tests.wiring [ROOT]` prints what the kubelet-rules judge (tests/kubelet.py) says of
 each wiring, for the tree at ROOT (this one by default; an older commit's `deploy/` and `helm/`
-unpacked elsewhere, for a before/after).
+unpacked elsewhere, for a before/after; `inject` and the webhook are always this tree's code).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import os
 import shutil
 import subprocess
@@ -22,9 +32,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import yaml
 
-from tests import kubelet
+from sidecar.injector.review import answer
+from sidecar.injector.wiring import INJECT, Wiring
+from sidecar.testing import clean_env, command
+from tests import admission, kubelet
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = Path(__file__).resolve().parent / "workloads"
@@ -33,7 +47,15 @@ Obj = dict[str, Any]
 
 COMPONENTS = ("native-sidecar", "classic")
 MODES = ("native", "classic")
-PATHS = tuple(f"kustomize:{c}" for c in COMPONENTS) + tuple(f"helm:{m}" for m in MODES)
+PATHS = (
+    *(f"kustomize:{c}" for c in COMPONENTS),
+    *(f"{how}:{m}" for how in ("helm", "inject", "webhook") for m in MODES),
+)
+
+
+def mode_of(path: str) -> str:
+    """native or classic: the wiring mode a path stands for."""
+    return "native" if path.endswith(("native", "native-sidecar")) else "classic"
 
 
 def workloads() -> list[Path]:
@@ -53,11 +75,15 @@ def kustomize_wired(
     tmp.mkdir(parents=True, exist_ok=True)
     components = [component] + (["readiness-probe"] if app_probe else [])
     shutil.copy(workload, tmp / workload.name)
+    # A workload that names its namespace gets it from the kustomization, as docs/deploy.md says
+    # (kustomize points the containers' envFrom at the generated ConfigMap within one namespace).
+    namespace = (load(workload).get("metadata") or {}).get("namespace")
     (tmp / "kustomization.yaml").write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
+                **({"namespace": namespace} if namespace else {}),
                 "resources": [workload.name],
                 # Relative, as kustomize wants it.
                 "components": [
@@ -141,16 +167,86 @@ def helm_wired(root: Path, mode: str, workload: Path, tmp: Path, *, app_probe: b
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
+def inject_text(mode: str, *files: Path, stdin: str = "", **env: str) -> str:
+    """`layers-sidecar inject --mode MODE FILE...` as a user runs it (`env`: its variables):
+    its standard output."""
+    done = subprocess.run(
+        command("inject", "--mode", mode, *map(str, files)),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=clean_env(**env),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"inject --mode {mode} {' '.join(map(str, files))}: {done.stderr}"
+    return done.stdout
+
+
+def inject_wired(mode: str, workload: Path) -> list[Obj]:
+    return [doc for doc in yaml.safe_load_all(inject_text(mode, workload)) if doc]
+
+
+def pod_of(workload: Path) -> Obj:
+    """The Pod the workload's controller creates, as the webhook receives it: the pod template
+    annotated to opt in, the API server's defaults and service-account volume added."""
+    doc = load(workload)
+    pod = kubelet.template(doc)
+    assert pod is not None
+    pod.setdefault("metadata", {}).setdefault("annotations", {})[INJECT] = "true"
+    created, _ = admission.pod_from(doc)
+    return admission.as_stored(created)
+
+
+def webhook_patch(mode: str, pod: Obj) -> list[Obj] | None:
+    """The JSON Patch the webhook answers the review of `pod`'s creation with (None: none)."""
+    review = admission.admission_review(pod, admission.NAMESPACE)
+    response = answer(review, Wiring(mode=mode)).review["response"]
+    assert response["uid"] == review["request"]["uid"]
+    assert response["allowed"] is True
+    assert "warnings" not in response, response["warnings"]
+    if "patch" not in response:
+        return None
+    assert response["patchType"] == "JSONPatch"
+    operations: list[Obj] = json.loads(base64.b64decode(response["patch"]))
+    return operations
+
+
+def webhook_wired(mode: str, workload: Path) -> Obj:
+    pod = pod_of(workload)
+    operations = webhook_patch(mode, pod)
+    assert operations, f"the webhook left {workload.name}'s annotated pod unpatched"
+    patched: Obj = jsonpatch.apply_patch(pod, operations)
+    return patched
+
+
+def before(path: str, workload: Path) -> Obj:
+    """What the judge compares a wiring through `path` with: the workload as its file has it,
+    or, for the webhook, the Pod before the patch."""
+    return pod_of(workload) if path.startswith("webhook:") else load(workload)
+
+
 def wired(root: Path, path: str, workload: Path, tmp: Path, *, app_probe: bool) -> Obj:
-    """The workload after wiring through `path` (one of PATHS)."""
-    kind, _, variant = path.partition(":")
-    if kind == "kustomize":
+    """The workload after wiring through `path` (one of PATHS); for the webhook, its Pod.
+    (`app_probe` is the old chart and component recipe's; inject and the webhook have none.)"""
+    how, _, variant = path.partition(":")
+    if how == "webhook":
+        return webhook_wired(variant, workload)
+    if how == "kustomize":
         docs = kustomize_wired(root, variant, workload, tmp, app_probe=app_probe)
-    else:
+    elif how == "helm":
         docs = helm_wired(root, variant, workload, tmp, app_probe=app_probe)
+    else:
+        docs = inject_wired(variant, workload)
     original = load(workload)
     (found,) = [d for d in docs if d["kind"] == original["kind"]]
     return found
+
+
+def judge(path: str, workload: Path, after: Obj) -> list[kubelet.Finding]:
+    """The judge's findings on `after`, a wiring of `workload` through `path` (a Job's Pod is
+    judged as a Job's: it must end)."""
+    return kubelet.judge(load(workload)["kind"], before(path, workload), after)
 
 
 def judged(root: Path, *, app_probe: bool) -> Iterator[tuple[str, str, list[kubelet.Finding]]]:
@@ -160,8 +256,7 @@ def judged(root: Path, *, app_probe: bool) -> Iterator[tuple[str, str, list[kube
             for path in PATHS:
                 tmp = Path(directory) / f"{index}-{path.replace(':', '-')}"
                 after = wired(root, path, workload, tmp, app_probe=app_probe)
-                findings = kubelet.judge(after["kind"], load(workload), after)
-                yield workload.stem, path, findings
+                yield workload.stem, path, judge(path, workload, after)
 
 
 def main(argv: list[str]) -> int:

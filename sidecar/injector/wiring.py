@@ -260,8 +260,12 @@ def _container(name: str, args: list[str], options: Wiring, **between: Any) -> d
 
 
 def check_container(options: Wiring) -> dict[str, Any]:
-    """The gate: an init container that holds the pod until the key is healthy."""
-    return _container(CHECK, ["check", "--wait"], options)
+    """The gate: an init container that holds the pod until the key is healthy. Should it end
+    in error (a deadline set, a key it cannot read), its last log line, the verdict, becomes the
+    termination message `kubectl describe pod` shows, as with the chart's and the components'."""
+    gate = _container(CHECK, ["check", "--wait"], options)
+    gate["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    return gate
 
 
 def serve_container(options: Wiring, port: int, *, native: bool) -> dict[str, Any]:

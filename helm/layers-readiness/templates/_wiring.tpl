@@ -98,6 +98,10 @@ with a parent chart) wins over image.registry. */}}
   value: {{ $settings.authScheme | quote }}
 - name: LAYERS_SIDECAR_TIMEOUT
   value: {{ $settings.timeout | quote }}
+# The gate's longest wait between two tries too: the pod starts within one interval of the key
+# turning healthy.
+- name: LAYERS_SIDECAR_INTERVAL
+  value: {{ and (include "layers-readiness.hubUrl" .) .values.hub.interval | default $settings.interval | quote }}
 {{- if eq .command "check" }}
 {{- with $settings.deadline }}
 # A bound on `check --wait` (unset: it waits for ever, holding the pod in Init without restarts).
@@ -107,8 +111,6 @@ with a parent chart) wins over image.registry. */}}
 {{- else }}
 - name: LAYERS_SIDECAR_LISTEN
   value: {{ printf "0.0.0.0:%d" (int .values.port) | quote }}
-- name: LAYERS_SIDECAR_INTERVAL
-  value: {{ and (include "layers-readiness.hubUrl" .) .values.hub.interval | default $settings.interval | quote }}
 - name: LAYERS_SIDECAR_STALE_AFTER
   value: {{ $settings.staleAfter | quote }}
 {{- end }}
