@@ -29,6 +29,8 @@ class Command:
     helps: Mapping[str, str] = field(default_factory=dict)
     # "module:function" of the command's `async def (settings, log) -> int`, imported on use.
     run: str = ""
+    # Reads an option's hub variable (LAYERS_HUB_*) before its shared one.
+    hub_env: bool = False
 
     def flag(self, name: str) -> str:
         return self.flags.get(name, OPTIONS[name].flag)
@@ -104,6 +106,7 @@ COMMANDS: Final = {
             "timeout": "limit for one upstream call; past it callers get 504 UPSTREAM_TIMEOUT",
         },
         run="sidecar.hub.server:run_hub",
+        hub_env=True,
     ),
 }
 
@@ -119,4 +122,5 @@ def load_command(
         names=spec.options,
         overrides=spec.defaults,
         spelling={name: spec.flag(name) for name in spec.options},
+        hub=spec.hub_env,
     )
