@@ -17,7 +17,6 @@ import yaml
 
 from sidecar.commands import load_command
 from sidecar.settings import load
-
 from tests.k8s import (
     DEPLOY_DIR,
     IMAGE_UID,
