@@ -176,9 +176,7 @@ def fleet() -> list[Obj]:
 
 
 def deployment(objects: list[Obj], name: str) -> Obj:
-    (found,) = [
-        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name
-    ]
+    (found,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name]
     return found
 
 
@@ -258,7 +256,8 @@ def test_the_default_fleet_is_tls_end_to_end_and_sees_a_kill_switch_in_time(
                 ready_path="/livez",
             )
             wait_for(lambda: sidecar.get("/readyz").status == 200, timeout=30, what="ready")
-            assert proxy.targets and set(proxy.targets) == {host_port}
+            assert proxy.targets
+            assert set(proxy.targets) == {host_port}
             metrics = https_get(hub_port, host, ca_file, "/metrics").split("\r\n\r\n", 1)[1]
             # Every upstream call went through the hub: no poll needed the fallback.
             assert hub_upstream_calls(metrics) == em.stats()["whoamiRequests"] >= 1
