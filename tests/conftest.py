@@ -91,6 +91,7 @@ KINDS: Final = {
     "test_scrape_configs": "e2e",
     "test_ca_bundle": "e2e",
     "test_helm_hub_run": "e2e",
+    "test_helm_hub_tls": "tools",
     "test_alerts": "tools",
     "test_chart_alerts": "tools",
     "test_checkov": "tools",
