@@ -54,7 +54,10 @@ def _help(name: str, spec: CommandSpec) -> str:
     if option.switch:
         return f"{meaning} [{option.env}=true; off by default]"
     shown = f"default {default}" if default else "unset by default"
-    return f"{meaning} [{option.env}; {shown}]"
+    env = option.env
+    if spec.hub_env and option.hub_env:
+        env = f"{option.hub_env}, else {option.env}"
+    return f"{meaning} [{env}; {shown}]"
 
 
 def build_parser(*, command: str | None = None) -> argparse.ArgumentParser:

@@ -32,6 +32,8 @@ class Command:
     # An offline command over FILE arguments (`inject`): `run` is then a plain
     # `def (settings, files) -> int`, called without an event loop or logging.
     files: bool = False
+    # Reads an option's hub variable (LAYERS_HUB_*) before its shared one.
+    hub_env: bool = False
 
     def flag(self, name: str) -> str:
         return self.flags.get(name, OPTIONS[name].flag)
@@ -132,6 +134,7 @@ COMMANDS: Final = {
             "timeout": "limit for one upstream call; past it callers get 504 UPSTREAM_TIMEOUT",
         },
         run="sidecar.hub.server:run_hub",
+        hub_env=True,
     ),
     "inject": Command(
         "Wire the check gate and the serve sidecar into Kubernetes manifests, offline: reads "
@@ -174,4 +177,5 @@ def load_command(
         names=spec.options,
         overrides=spec.defaults,
         spelling={name: spec.flag(name) for name in spec.options},
+        hub=spec.hub_env,
     )

@@ -30,6 +30,9 @@ class Option:
     metavar: str = ""
     # A flag that takes no value (`--quitquitquit`); its variable takes true/false.
     switch: bool = False
+    # The hub's own variable, read by `hub` before `env`: the hub's upstream, address and
+    # timeout differ from the sidecars', and one ConfigMap feeds both.
+    hub_env: str | None = None
     # The Settings field; filled in when OPTIONS is derived from the fields.
     name: str = ""
 
@@ -47,8 +50,9 @@ def option(
     metavar: str = "",
     *,
     switch: bool = False,
+    hub_env: str | None = None,
 ) -> Any:
     """A Settings field declared with its option; its default is the table's, parsed."""
-    declared = Option(flag, env, default, help, parse, metavar, switch)
+    declared = Option(flag, env, default, help, parse, metavar, switch, hub_env)
     parsed = None if default is None else parse(default)
     return field(default=parsed, metadata={OPTION: declared})

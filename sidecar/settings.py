@@ -59,6 +59,7 @@ class Settings:
         "base URL of the Layers API; the call is {api-url}/v1/whoami",
         values.base_url,
         "URL",
+        hub_env="LAYERS_HUB_API_URL",
     )
     auth_scheme: AuthScheme = option(
         "--auth-scheme",
@@ -75,6 +76,7 @@ class Settings:
         "HOST:PORT of the HTTP server (/readyz, /livez, /status, /metrics)",
         values.parse_listen,
         "HOST:PORT",
+        hub_env="LAYERS_HUB_LISTEN",
     )
     interval: float = option(
         "--interval",
@@ -91,6 +93,7 @@ class Settings:
         "limit for one whoami request",
         values.positive_duration,
         "DURATION",
+        hub_env="LAYERS_HUB_TIMEOUT",
     )
     stale_after: float = option(
         "--stale-after",
@@ -302,8 +305,12 @@ def load(
     names: frozenset[str] = frozenset(OPTIONS),
     overrides: Mapping[str, str] | None = None,
     spelling: Mapping[str, str] | None = None,
+    hub: bool = False,
 ) -> Settings:
     """Builds Settings from the flags given (None when absent) and the environment.
+
+    With `hub`, an option's hub variable (`Option.hub_env`) is read before its own: flag >
+    hub variable > shared variable > default.
 
     `names` limits the settings read to those the command uses; `overrides` replaces defaults
     (the demo's shorter interval), still beaten by a flag or a variable; `spelling` names a flag
@@ -316,9 +323,10 @@ def load(
         flag = (spelling or {}).get(name, declared.flag)
         text = flags.get(name)
         source = flag
-        if text is None:
-            text = environ.get(declared.env) or None
-            source = declared.env
+        for env in (declared.hub_env if hub else None, declared.env):
+            if text is None and env is not None:
+                text = environ.get(env) or None
+                source = env
         if text is None:
             text = (overrides or {}).get(name, declared.default)
             source = f"{flag} (default)"

@@ -100,6 +100,8 @@ KINDS: Final = {
     "test_prometheus_e2e": "e2e",
     "test_scrape_configs": "e2e",
     "test_ca_bundle": "e2e",
+    "test_helm_hub_run": "e2e",
+    "test_helm_hub_tls": "tools",
     "test_alerts": "tools",
     "test_alertmanager": "tools",
     "test_placeholders": "tools",

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHART_DIR = ROOT / "helm" / "layers-readiness"
 DEPLOY_DIR = ROOT / "deploy"
 CRD_SCHEMAS = Path(__file__).resolve().parent / "crd-schemas" / "monitoring.coreos.com_v1.json"
+CERT_MANAGER_SCHEMAS = Path(__file__).resolve().parent / "crd-schemas" / "cert-manager.io_v1.json"
 
 Obj = dict[str, Any]
 
@@ -52,6 +53,8 @@ K8S_VERSIONS: tuple[str, ...] = (OLDEST_K8S, newest_k8s())
 CRD_KINDS = {
     ("monitoring.coreos.com/v1", "PodMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("cert-manager.io/v1", "Certificate"),
+    ("cert-manager.io/v1", "Issuer"),
 }
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
@@ -122,7 +125,8 @@ def _k8s_definitions(version: str) -> Any:
 
 @cache
 def _crd_validator(version: str, kind: str) -> jsonschema.protocols.Validator:
-    schemas = json.loads(CRD_SCHEMAS.read_text())
+    source = CERT_MANAGER_SCHEMAS if kind in ("Certificate", "Issuer") else CRD_SCHEMAS
+    schemas = json.loads(source.read_text())
     definitions = referencing.Resource.from_contents(_k8s_definitions(version))
     registry: referencing.Registry[Any] = referencing.Registry().with_resource(
         "https://kubernetes.io/api/_definitions.json", definitions

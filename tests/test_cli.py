@@ -63,7 +63,7 @@ def no_secret(*texts: str) -> None:
 # --help, --version and configuration errors.
 
 
-@pytest.mark.parametrize("subcommand", [[], ["serve"], ["check"], ["emulate"], ["demo"]])
+@pytest.mark.parametrize("subcommand", [[], ["serve"], ["check"], ["emulate"], ["demo"], ["hub"]])
 def test_help_explains_and_shows_no_key(subcommand: list[str]) -> None:
     done = run(*subcommand, "--help", LAYERS_API_KEY=FAKE_KEY)
     assert done.returncode == 0
@@ -75,6 +75,11 @@ def test_help_explains_and_shows_no_key(subcommand: list[str]) -> None:
         # check makes no poll loop and reads the key once: its help must not say otherwise.
         assert "re-read on every poll" not in done.stdout
         assert "time between polls" not in done.stdout
+    # The hub's own variables come first, the shared ones after; nobody else names them.
+    for hub_variable in ("LAYERS_HUB_API_URL", "LAYERS_HUB_LISTEN", "LAYERS_HUB_TIMEOUT"):
+        assert (hub_variable in " ".join(done.stdout.split())) == (subcommand == ["hub"])
+    if subcommand == ["hub"]:
+        assert "LAYERS_HUB_TIMEOUT, else LAYERS_SIDECAR_TIMEOUT" in " ".join(done.stdout.split())
 
 
 @pytest.mark.parametrize("subcommand", [[], ["serve"], ["check"], ["emulate"], ["demo"], ["hub"]])

@@ -63,3 +63,57 @@ def test_every_command_names_a_function_the_cli_can_import() -> None:
         module, _, function = spec.run.partition(":")
         entry = getattr(import_module(module), function)
         assert inspect.iscoroutinefunction(entry) is not spec.files, name
+
+
+# One ConfigMap feeding the hub and the sidecars in fleet mode: the sidecars' upstream is the
+# hub, the hub's is Layers; the hub listens elsewhere and calls Layers with a shorter timeout.
+FLEET_ENV = {
+    **KEY,
+    "LAYERS_API_URL": "https://hub.example.invalid:8443",
+    "LAYERS_SIDECAR_LISTEN": "0.0.0.0:9476",
+    "LAYERS_SIDECAR_TIMEOUT": "10s",
+    "LAYERS_HUB_API_URL": "https://api.layers.com",
+    "LAYERS_HUB_LISTEN": "0.0.0.0:8443",
+    "LAYERS_HUB_TIMEOUT": "5s",
+}
+
+
+def test_the_hub_reads_its_own_variables_before_the_shared_ones() -> None:
+    hub = load_command("hub", {}, FLEET_ENV)
+    assert (hub.api_url, str(hub.listen), hub.timeout) == (
+        "https://api.layers.com",
+        "0.0.0.0:8443",
+        5,
+    )
+    serve = load_command("serve", {}, FLEET_ENV)
+    assert (serve.api_url, str(serve.listen), serve.timeout) == (
+        "https://hub.example.invalid:8443",
+        "0.0.0.0:9476",
+        10,
+    )
+
+
+def test_a_hub_flag_beats_the_hub_variable_which_beats_the_shared_one() -> None:
+    assert load_command("hub", {"timeout": "2s"}, FLEET_ENV).timeout == 2
+    shared_only = {k: v for k, v in FLEET_ENV.items() if not k.startswith("LAYERS_HUB_")}
+    hub = load_command("hub", {}, shared_only)
+    assert (hub.api_url, hub.timeout) == ("https://hub.example.invalid:8443", 10)
+    # An empty hub variable counts as unset, like every other variable.
+    assert load_command("hub", {}, {**FLEET_ENV, "LAYERS_HUB_TIMEOUT": ""}).timeout == 10
+    assert load_command("hub", {}, {}).timeout == 10
+
+
+def test_a_bad_hub_variable_is_named_in_the_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_command("hub", {}, {**FLEET_ENV, "LAYERS_HUB_TIMEOUT": "soon"})
+    assert str(caught.value).startswith("LAYERS_HUB_TIMEOUT: ")
+
+
+def test_only_the_hub_reads_the_hub_variables() -> None:
+    for command, spec in COMMANDS.items():
+        if command != "hub":
+            assert not spec.hub_env, command
+    hub_variables = {o.hub_env for o in OPTIONS.values() if o.hub_env}
+    assert hub_variables == {"LAYERS_HUB_API_URL", "LAYERS_HUB_LISTEN", "LAYERS_HUB_TIMEOUT"}
+    # No hub variable is also some option's own variable.
+    assert not hub_variables & {o.env for o in OPTIONS.values()}

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sidecar.commands import load_command
+from sidecar.settings import load
 from tests.k8s import (
     DEPLOY_DIR,
     IMAGE_UID,
@@ -121,8 +123,8 @@ def test_every_wired_container_calls_the_hub_then_the_real_api(
         assert env["LAYERS_FALLBACK_API_URL"] == REAL_API, c["name"]
     assert selects({"matchLabels": service["spec"]["selector"]}, pod_labels(hub(objects)))
     assert not selects({"matchLabels": service["spec"]["selector"]}, pod_labels(app(objects)))
-    listen = container_env(objects, hub_container(objects))["LAYERS_SIDECAR_LISTEN"]
-    assert resolve_port(hub_container(objects), port["targetPort"]) == int(listen.rsplit(":")[1])
+    listen = load_command("hub", {}, container_env(objects, hub_container(objects))).listen
+    assert resolve_port(hub_container(objects), port["targetPort"]) == listen.port
 
 
 @pytest.mark.parametrize("wiring", ["native-direct", "classic-direct"])
@@ -144,7 +146,16 @@ def test_the_hub_runs_the_hub_command(built: dict[str, list[Obj]]) -> None:
     assert "command" not in c
     assert c["image"] == IMAGE
     env = container_env(objects, c)
-    assert env["LAYERS_API_URL"] == REAL_API
+    # One ConfigMap feeds the hub and the wired containers: the hub's own variables, read
+    # before the shared ones, which mean the sidecars' settings (LAYERS_API_URL is the hub).
+    settings = load_command("hub", {}, env)
+    assert settings.api_url == REAL_API
+    assert env["LAYERS_HUB_API_URL"] == REAL_API
+    for sidecar in wired(objects):
+        shared = container_env(objects, sidecar)
+        assert {k: v for k, v in env.items() if k in shared} == {
+            k: v for k, v in shared.items() if k in env
+        }
     for variable, default in (
         ("LAYERS_HUB_TTL", "5s"),
         ("LAYERS_HUB_MAX_KEYS", "10000"),
@@ -153,11 +164,12 @@ def test_the_hub_runs_the_hub_command(built: dict[str, list[Obj]]) -> None:
         assert env[variable] == default
     # The hub gives up on Layers before a sidecar gives up on the hub (and calls the fallback);
     # the sidecars leave LAYERS_SIDECAR_TIMEOUT at the program's 10s.
-    assert env["LAYERS_SIDECAR_TIMEOUT"] == "5s"
+    assert settings.timeout == 5
     for sidecar in wired(objects):
-        assert container_env(objects, sidecar).get("LAYERS_SIDECAR_TIMEOUT", "10s") == "10s"
+        sidecar_env = container_env(objects, sidecar)
+        assert load({}, sidecar_env, names=frozenset({"timeout"})).timeout == 10
     assert not {"LAYERS_API_KEY", "LAYERS_API_KEY_FILE"} & set(env), "the hub holds no key"
-    listen = int(env["LAYERS_SIDECAR_LISTEN"].rsplit(":")[1])
+    listen = settings.listen.port
     for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
         assert c[probe]["httpGet"]["path"] == path
         assert resolve_port(c, c[probe]["httpGet"]["port"]) == listen

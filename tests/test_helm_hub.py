@@ -117,14 +117,16 @@ def test_hub_runs_the_hub_command_with_its_settings(hub: list[Obj]) -> None:
     assert c["image"] == "localhost/layers-readiness:0.1.0"
     env = {item["name"]: item["value"] for item in c["env"]}
     # ci/hub-values.yaml moves every setting away from its default.
-    assert env["LAYERS_API_URL"] == REAL_API
+    # The hub's own variables, so that the sidecars' LAYERS_API_URL (the hub) never reaches it.
+    assert env["LAYERS_HUB_API_URL"] == REAL_API
     assert env["LAYERS_HUB_TTL"] == "10s"
     assert env["LAYERS_HUB_MAX_KEYS"] == "5000"
     assert env["LAYERS_HUB_MAX_UPSTREAM_RATE"] == "50"
-    assert env["LAYERS_SIDECAR_TIMEOUT"] == "4s"
-    assert env["LAYERS_SIDECAR_LISTEN"] == "0.0.0.0:8080"
+    assert env["LAYERS_HUB_TIMEOUT"] == "4s"
+    assert env["LAYERS_HUB_LISTEN"] == "0.0.0.0:8080"
+    assert not {"LAYERS_API_URL", "LAYERS_SIDECAR_TIMEOUT", "LAYERS_SIDECAR_LISTEN"} & set(env)
     assert env["HTTPS_PROXY"] == "http://proxy.example.invalid:3128"
-    # The hub holds no key of its own, and serves plain HTTP unless TLS is asked for.
+    # The hub holds no key of its own, and serves plain HTTP only when TLS is turned off.
     assert not {"LAYERS_API_KEY", "LAYERS_API_KEY_FILE", "LAYERS_FALLBACK_API_URL"} & set(env)
     assert not {"LAYERS_HUB_TLS_CERT_FILE", "LAYERS_HUB_TLS_KEY_FILE"} & set(env)
     assert "volumeMounts" not in c
@@ -132,7 +134,7 @@ def test_hub_runs_the_hub_command_with_its_settings(hub: list[Obj]) -> None:
 
 def test_hub_probes_ask_the_hub(hub: list[Obj]) -> None:
     c = hub_container(hub)
-    listen = int((env_value(c, "LAYERS_SIDECAR_LISTEN") or "").rsplit(":", 1)[-1])
+    listen = int((env_value(c, "LAYERS_HUB_LISTEN") or "").rsplit(":", 1)[-1])
     for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
         get = c[probe]["httpGet"]
         assert get["path"] == path
@@ -261,13 +263,17 @@ def test_every_wired_container_calls_the_hub_then_the_real_api(
         # hub.interval (ci/hub) applies to the sidecars that call the hub; check has none.
         if c["name"] == "layers-readiness-serve":
             interval = env_value(c, "LAYERS_SIDECAR_INTERVAL")
-            assert interval == ("5s" if name == "hub" else "30s"), c["name"]
+            assert interval == ("2s" if name == "hub" else "5s"), c["name"]
+            fallback = env_value(c, "LAYERS_FALLBACK_INTERVAL")
+            assert fallback == ("1m" if name == "hub" else "30s"), c["name"]
+        else:
+            assert env_value(c, "LAYERS_FALLBACK_INTERVAL") is None
     # The Service's port leads to the hub's listen port.
     service = named(objects, "Service", HUB)
     assert urlsplit(url).port == service["spec"]["ports"][0]["port"]
     target = service["spec"]["ports"][0]["targetPort"]
     c = hub_container(objects)
-    listen = env_value(c, "LAYERS_SIDECAR_LISTEN")
+    listen = env_value(c, "LAYERS_HUB_LISTEN")
     assert listen is not None
     assert resolve_port(c, target) == int(listen.rsplit(":", 1)[1])
 
@@ -294,9 +300,18 @@ def test_hub_url_wires_to_a_hub_elsewhere_without_deploying_one() -> None:
 
 def test_notes_say_where_the_sidecars_call() -> None:
     notes = render_notes({"hub": {"enabled": True}})
-    assert f"call the hub at http://{HUB}.apps.svc:8080" in notes
+    assert f"call the hub at https://{HUB}.apps.svc:8080" in notes
     assert f"port-forward deploy/{HUB} 8080:8080" in notes
+    assert f"get secret {HUB}-tls" in notes
+    assert "WARNING" not in notes
     assert "hub at" not in render_notes({})
+
+
+def test_notes_warn_when_tls_is_turned_off() -> None:
+    notes = render_notes({"hub": {"enabled": True, "tls": {"enabled": False}}})
+    assert f"call the hub at http://{HUB}.apps.svc:8080" in notes
+    assert "WARNING: hub.tls.enabled is false" in notes
+    assert "clear text" in notes
 
 
 # --- TLS ----------------------------------------------------------------------------------------
@@ -454,7 +469,10 @@ def test_hub_alerts_fire_once_per_key_for_this_release_s_hub_only(tmp_path: Path
         ({"hub": {"url": "layers-hub:8080"}}, "/hub/url"),
         ({"hub": {"url": "http://layers-hub:8080/v1/whoami"}}, "/hub/url"),
         ({"hub": {"port": 443}}, "/hub/port"),
-        ({"hub": {"tls": {"enabled": True}}}, "/hub/tls/secretName"),
+        ({"hub": {"fallbackInterval": "soon"}}, "/hub/fallbackInterval"),
+        ({"hub": {"fallbackInterval": 0}}, "/hub/fallbackInterval"),
+        ({"hub": {"tls": {"validityDays": 0}}}, "/hub/tls/validityDays"),
+        ({"hub": {"tls": {"certManager": {"issuerRef": {"nmae": "x"}}}}}, "nmae"),
         ({"hub": {"podDisruptionBudget": {"minAvailable": "half"}}}, "minAvailable"),
     ],
 )

@@ -124,7 +124,7 @@ def test_the_deployment_is_hardened_spread_and_probed_like_the_hub() -> None:
     assert pdb["spec"]["selector"]["matchLabels"] == selector
     # With a hub, the containers it injects call the hub and fall back to Layers.
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["LAYERS_API_URL"].startswith("http://demo-layers-readiness-hub.apps.svc:")
+    assert env["LAYERS_API_URL"].startswith("https://demo-layers-readiness-hub.apps.svc:")
     assert env["LAYERS_FALLBACK_API_URL"] == "https://api.layers.com"
     assert "--image=localhost/layers-readiness:0.1.0" in container["args"]
 

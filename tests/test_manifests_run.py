@@ -17,13 +17,15 @@ Substituted, and nothing else, because a test machine is not a pod:
   machine; the test first asserts that every probe's declared port resolves to the declared
   listen port, then calls the probe path on the substituted port.
 Fleet mode (the hub, and the containers wired to it) adds:
-- the hub container runs as written too, with its LAYERS_API_URL -> the emulator;
+- the hub container runs as written too, with its LAYERS_HUB_API_URL -> the emulator and its
+  LAYERS_HUB_LISTEN moved to loopback as above;
 - a wired container's LAYERS_API_URL -> that local hub (it must have named the hub's Service,
   whose targetPort must lead to the hub's listen port), and LAYERS_FALLBACK_API_URL -> the
   emulator (it must have said the real API);
 - with HTTPS, LAYERS_HUB_TLS_CERT_FILE / _KEY_FILE (which must be in a mounted Secret) and a
-  wired container's SSL_CERT_FILE (in a mounted ConfigMap) -> a self-signed certificate made for
-  the Service's name and 127.0.0.1.
+  wired container's SSL_CERT_FILE (in a mounted ConfigMap) or SSL_CERT_DIR (the CA of a mounted
+  Secret under its subject hash) -> a self-signed certificate made for the Service's name and
+  127.0.0.1 (tests/test_helm_hub_run.py runs the certificate the chart generates itself).
 Not reproduced: the uid, the read-only root filesystem and the dropped capabilities (the
 Dockerfile tests and the schema checks cover those).
 """
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,7 +195,13 @@ def prepare(
     env.update(written)
     substituted: dict[str, tuple[str, str]] = {}
 
-    if "LAYERS_FALLBACK_API_URL" in env:  # fleet mode: the hub first, the real API as fallback
+    if argv[1:] == ["hub"]:
+        # The hub's own variables, which it reads before the shared ones (the wired
+        # containers' LAYERS_API_URL, the hub itself, may be in the same ConfigMap).
+        assert env["LAYERS_HUB_API_URL"] == REAL_API
+        substituted["LAYERS_HUB_API_URL"] = (env["LAYERS_HUB_API_URL"], api_url)
+        env["LAYERS_HUB_API_URL"] = api_url
+    elif "LAYERS_FALLBACK_API_URL" in env:  # fleet mode: the hub first, the real API as fallback
         assert hub is not None, f"{c['name']} is wired to a hub this test did not start"
         assert env["LAYERS_API_URL"] == hub.declared_url
         assert env["LAYERS_FALLBACK_API_URL"] == REAL_API
@@ -220,11 +229,35 @@ def prepare(
         )
         substituted[name] = (env[name], str(local_file))
         env[name] = str(local_file)
+    if "SSL_CERT_DIR" in written:
+        # The hub's CA, from a mounted Secret, in a directory OpenSSL searches by subject hash,
+        # before the image's own roots: here this test's CA under its own hash.
+        assert tls is not None, f"{c['name']} needs TLS files this test did not make"
+        hub_ca_dir, _, rest = env["SSL_CERT_DIR"].partition(":")
+        assert rest == "/etc/ssl/certs", "the image's roots must stay trusted (the fallback)"
+        (mount,) = [m for m in c["volumeMounts"] if m["mountPath"].rstrip("/") == hub_ca_dir]
+        (item,) = ca_items(manifest, mount["name"])
+        assert mounted_from(manifest.spec, c, f"{hub_ca_dir}/{item['path']}") == "secret"
+        # The file name is the subject hash of the CA the Secret holds, or OpenSSL never finds it.
+        (secret,) = [
+            o
+            for o in manifest.objects
+            if o["kind"] == "Secret" and o["metadata"]["name"] == projected_secret(manifest, mount)
+        ]
+        with tempfile.NamedTemporaryFile("w", suffix=".crt") as rendered_ca:
+            rendered_ca.write(secret_value(secret, item["key"]))
+            rendered_ca.flush()
+            assert item["path"] == subject_hash_file(Path(rendered_ca.name))
+        local_dir = tmp / "hub-ca"
+        local_dir.mkdir(exist_ok=True)
+        (local_dir / subject_hash_file(tls.ca)).write_bytes(tls.ca.read_bytes())
+        substituted["SSL_CERT_DIR"] = (env["SSL_CERT_DIR"], str(local_dir))
+        env["SSL_CERT_DIR"] = str(local_dir)
 
     if argv[1:] == ["hub"]:
         # The hub holds no key: each caller's passes through it.
         assert not {"LAYERS_API_KEY", "LAYERS_API_KEY_FILE"} & set(env)
-        return listening(Prepared(argv[1:], env, None, None, substituted))
+        return listening(Prepared(argv[1:], env, None, None, substituted), "LAYERS_HUB_LISTEN")
 
     key_path = env["LAYERS_API_KEY_FILE"]
     found = secret_file(manifest.objects, manifest.spec, c, key_path)
@@ -259,16 +292,39 @@ def mounted_from(spec: Obj, c: Obj, path: str) -> str | None:
     return None
 
 
-def listening(prepared: Prepared) -> Prepared:
-    """LAYERS_SIDECAR_LISTEN moved to loopback and a free port."""
+def listening(prepared: Prepared, variable: str = "LAYERS_SIDECAR_LISTEN") -> Prepared:
+    """The listen address (`variable`) moved to loopback and a free port."""
     env = prepared.env
-    listen = env["LAYERS_SIDECAR_LISTEN"]
+    listen = env[variable]
     host, _, declared = listen.rpartition(":")
     assert host == "0.0.0.0", "in a pod the probes come from the kubelet, not loopback"
     prepared.declared_port, prepared.port = int(declared), free_port()
-    env["LAYERS_SIDECAR_LISTEN"] = f"127.0.0.1:{prepared.port}"
-    prepared.substituted["LAYERS_SIDECAR_LISTEN"] = (listen, env["LAYERS_SIDECAR_LISTEN"])
+    env[variable] = f"127.0.0.1:{prepared.port}"
+    prepared.substituted[variable] = (listen, env[variable])
     return prepared
+
+
+def ca_items(manifest: Manifest, volume: str) -> list[Obj]:
+    (found,) = [v for v in manifest.spec["volumes"] if v["name"] == volume]
+    items: list[Obj] = found["secret"]["items"]
+    return items
+
+
+def projected_secret(manifest: Manifest, mount: Obj) -> str:
+    (found,) = [v for v in manifest.spec["volumes"] if v["name"] == mount["name"]]
+    return str(found["secret"]["secretName"])
+
+
+def subject_hash_file(ca: Path) -> str:
+    """The name OpenSSL looks `ca` up by in an SSL_CERT_DIR directory."""
+    found = subprocess.run(
+        ["openssl", "x509", "-noout", "-subject_hash", "-in", str(ca)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return found.stdout.strip() + ".0"
 
 
 def run_check(
@@ -494,6 +550,8 @@ HUB_SOURCES: dict[str, Callable[[], list[Obj]]] = {
     "kustomize-hub": lambda: kustomize(DEPLOY_DIR / "examples" / "hub"),
     # HTTPS: the hub's certificate from a Secret, the sidecars' CA bundle from a ConfigMap.
     "helm-hub-tls": lambda: chart_objects("hub-tls"),
+    # The defaults: HTTPS with the chart's own CA, which the sidecars trust by SSL_CERT_DIR.
+    "helm-hub-defaults": lambda: chart_objects("hub-defaults"),
 }
 
 
@@ -545,7 +603,7 @@ def fleets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Fleet]:
         hub_manifest = Manifest(objects, pod_spec(hub))
         # ...and that Service leads to the port the hub listens on.
         hub_c = container(hub_manifest.spec, HUB)
-        listen = container_env(objects, hub_c)["LAYERS_SIDECAR_LISTEN"]
+        listen = container_env(objects, hub_c)["LAYERS_HUB_LISTEN"]
         assert resolve_port(hub_c, service_port(service, declared)) == int(listen.rsplit(":", 1)[1])
         tls = None
         if urlsplit(declared).scheme == "https":

@@ -38,6 +38,44 @@ app.kubernetes.io/part-of: layers-readiness
 {{- printf "%s.%s.svc" (include "layers-readiness.hub.name" .) .Release.Namespace }}
 {{- end }}
 
+{{/* Every name a caller may use for the hub's Service: the certificate's DNS names. */}}
+{{- define "layers-readiness.hub.dnsNames" -}}
+{{- $name := include "layers-readiness.hub.name" . }}
+{{- $ns := .Release.Namespace }}
+{{- toYaml (list $name (printf "%s.%s" $name $ns) (printf "%s.%s.svc" $name $ns) (printf "%s.%s.svc.cluster.local" $name $ns)) }}
+{{- end }}
+
+{{/* The kubernetes.io/tls Secret the hub serves: the user's, or the one this release
+generates or has cert-manager issue. */}}
+{{- define "layers-readiness.hub.tlsSecretName" -}}
+{{- .Values.hub.tls.secretName | default (printf "%s-tls" (include "layers-readiness.hub.name" .)) }}
+{{- end }}
+
+{{/* "true" when the CA that signs the hub's certificate is this release's own (generated, or
+cert-manager with no issuerRef): its subject is then known, and the wired containers can
+trust it without a bundle (layers-readiness.hubEnv). */}}
+{{- define "layers-readiness.hub.ownCa" -}}
+{{- $tls := .Values.hub.tls }}
+{{- if and $tls.enabled (not $tls.secretName) (not (and $tls.certManager.enabled $tls.certManager.issuerRef.name)) }}true{{ end }}
+{{- end }}
+
+{{/* The subject (CN) of this release's own CA. */}}
+{{- define "layers-readiness.hub.caName" -}}
+{{- printf "%s-ca" (include "layers-readiness.hub.name" .) }}
+{{- end }}
+
+{{/* The file name OpenSSL looks the CA up by in an SSL_CERT_DIR directory: its subject hash
+(`openssl x509 -subject_hash`) and ".0". That hash is the first four bytes, little-endian, of
+the SHA-1 of the subject's canonical DER; for a subject of one lowercase ASCII CN shorter than
+119 bytes the DER is: SET { SEQUENCE { OID 2.5.4.3, UTF8String CN } }, every byte ASCII. */}}
+{{- define "layers-readiness.hub.caFile" -}}
+{{- $cn := include "layers-readiness.hub.caName" . | lower }}
+{{- $n := len $cn }}
+{{- $der := printf "%c%c%c%c\x06\x03\x55\x04\x03\x0c%c%s" 0x31 (add $n 9) 0x30 (add $n 7) $n $cn }}
+{{- $sha := sha1sum $der }}
+{{- printf "%s%s%s%s.0" (substr 6 8 $sha) (substr 4 6 $sha) (substr 2 4 $sha) (substr 0 2 $sha) }}
+{{- end }}
+
 {{/* The URL the sidecar templates call, from the wiring dict: hub.url when set; this
 release's hub when hub.enabled (then the dict needs `release`, and `namespace` for a
 namespace-qualified name); empty otherwise, and the sidecars call settings.apiUrl. */}}
@@ -64,18 +102,37 @@ the fallback, and the CA bundle that verifies the hub's certificate. */}}
 {{- if include "layers-readiness.hubUrl" . }}
 - name: LAYERS_FALLBACK_API_URL
   value: {{ .values.settings.apiUrl | quote }}
+{{- if ne .command "check" }}
+# While the hub gives no answer, Layers is called no more often than this.
+- name: LAYERS_FALLBACK_INTERVAL
+  value: {{ .values.hub.fallbackInterval | quote }}
+{{- end }}
 {{- with .values.hub.tls.caBundle }}
 {{- if .configMapName }}
 - name: SSL_CERT_FILE
   value: {{ printf "%s/%s" (trimSuffix "/" .mountPath) .key | quote }}
 {{- end }}
 {{- end }}
+{{- if include "layers-readiness.hubOwnCa" . }}
+# The hub's CA, looked up by its subject hash, beside the image's roots (the fallback's).
+- name: SSL_CERT_DIR
+  value: {{ printf "%s:/etc/ssl/certs" (trimSuffix "/" .values.hub.tls.caBundle.mountPath) | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when a wired container trusts this release's hub through its own CA: the hub is
+this release's, its CA is too, and no CA bundle is given. Takes the wiring dict. */}}
+{{- define "layers-readiness.hubOwnCa" -}}
+{{- if and .values.hub.enabled (not .values.hub.url) (not .values.hub.tls.caBundle.configMapName) .release }}
+{{- $root := dict "Values" .values "Release" (dict "Name" .release "Namespace" (.namespace | default "")) "Chart" (dict "Name" "layers-readiness") }}
+{{- include "layers-readiness.hub.ownCa" $root }}
 {{- end }}
 {{- end }}
 
 {{/* The CA bundle's mount, in a wired container (a list item), when there is one. */}}
 {{- define "layers-readiness.hubCaMount" -}}
-{{- if and (include "layers-readiness.hubUrl" .) .values.hub.tls.caBundle.configMapName }}
+{{- if and (include "layers-readiness.hubUrl" .) (or .values.hub.tls.caBundle.configMapName (include "layers-readiness.hubOwnCa" .)) }}
 - name: layers-hub-ca
   mountPath: {{ .values.hub.tls.caBundle.mountPath }}
   readOnly: true
@@ -91,6 +148,15 @@ the fallback, and the CA bundle that verifies the hub's certificate. */}}
     items:
       - key: {{ .values.hub.tls.caBundle.key }}
         path: {{ .values.hub.tls.caBundle.key }}
+{{- else if include "layers-readiness.hubOwnCa" . }}
+{{- $root := dict "Values" .values "Release" (dict "Name" .release "Namespace" (.namespace | default "")) "Chart" (dict "Name" "layers-readiness") }}
+# Only the CA certificate of the hub's Secret, never its key.
+- name: layers-hub-ca
+  secret:
+    secretName: {{ include "layers-readiness.hub.tlsSecretName" $root }}
+    items:
+      - key: ca.crt
+        path: {{ include "layers-readiness.hub.caFile" $root }}
 {{- end }}
 {{- end }}
 
