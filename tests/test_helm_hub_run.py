@@ -206,7 +206,7 @@ def test_the_default_fleet_is_tls_end_to_end_and_sees_a_kill_switch_in_time(
     (key_file := root / env["LAYERS_API_KEY_FILE"].lstrip("/")).parent.mkdir(parents=True)
     key_file.write_text(FAKE_KEY)
     for name in ("LAYERS_HUB_TLS_CERT_FILE", "LAYERS_HUB_TLS_KEY_FILE", "LAYERS_API_KEY_FILE"):
-        env[name] = rooted(env[name], root, "/var/run")
+        env[name] = rooted(env[name], root, "/var/run", "/etc/layers-readiness")
     # The hub's CA beside the image's roots (which the fallback, Layers itself, needs).
     assert env["SSL_CERT_DIR"].endswith(":/etc/ssl/certs")
     env["SSL_CERT_DIR"] = rooted(env["SSL_CERT_DIR"], root, "/var/run")
