@@ -27,7 +27,7 @@ from sidecar.secret import Secret
 from sidecar.settings import AuthScheme, Settings
 from tests.support import FAKE_KEY, OTHER_KEY
 
-MakeServer = Callable[[web.Application], Awaitable[TestServer]]
+MakeServer = Callable[..., Awaitable[TestServer]]
 
 
 class FakeTime:
@@ -191,7 +191,7 @@ async def test_a_stalled_loop_is_not_alive(upstream: TestServer) -> None:
 async def test_a_crashed_loop_is_neither_ready_nor_alive(
     poller: Poller, logs: list[MutableMapping[str, Any]]
 ) -> None:
-    async def explode(*, timeout: float | None = None, ends_by: float | None = None) -> None:
+    async def explode(**_: float | None) -> None:
         raise RuntimeError("a bug")
 
     await poller.poll_once()
