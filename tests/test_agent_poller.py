@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
@@ -321,7 +322,7 @@ async def test_a_refused_hub_sends_the_fallback_one_poll_per_fallback_interval(
     hub_calls = hub[0].app[HUB_CALLS]
     assert hub_calls[0] <= hub_back_at + 30 * 1.1
     assert len(hub_calls) >= 60 - 30 * 1.1 - 1
-    assert all(b - a <= 1.01 for a, b in zip(hub_calls, hub_calls[1:], strict=False))
+    assert all(b - a <= 1.01 for a, b in itertools.pairwise(hub_calls))
 
 
 async def test_a_kill_switch_is_seen_within_the_bound_with_the_hub_black_holed(
@@ -362,9 +363,10 @@ async def test_a_kill_switch_is_seen_within_the_bound_with_the_hub_black_holed(
     bound = settings.fallback_interval + 2 * settings.timeout
     assert seen_at - switched <= bound + 0.25  # a loaded machine's scheduling slack
     polls = [t for t, e in seen if e.result is not None and e.fallback is not None]
-    gaps = [b - a for a, b in zip(polls, polls[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
     # Never more often than --fallback-interval (each gap is a wait plus the hub's timeout).
-    assert gaps and min(gaps) >= settings.fallback_interval
+    assert gaps
+    assert min(gaps) >= settings.fallback_interval
     # And no poll waited on the hole past one --timeout before the fallback answered.
     assert max(gaps) <= settings.fallback_interval * 1.1 + settings.timeout + 0.25
 
