@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -241,6 +242,16 @@ def test_check_with_the_fallback_never_runs_past_its_deadline(silent: str) -> No
 # Fallback mode: N sidecars whose hub gives no answer cost Layers no more than N direct ones.
 
 FLEET = 3
+
+
+def polled(sc: Process) -> bool:
+    return polls(sc, "ok") >= 1
+
+
+def not_ready(sc: Process) -> bool:
+    return sc.get("/readyz").status == 503
+
+
 PACED = ("--interval", "100ms", "--timeout", "500ms", "--stale-after", "0")
 FALLBACK_INTERVAL = 2.0
 
@@ -267,7 +278,7 @@ def test_a_dead_hub_costs_layers_no_more_than_direct_mode(
                 )
             )
         for sc in fleet:
-            wait_for(lambda sc=sc: polls(sc, "ok") >= 1, what="a first poll via the fallback")
+            wait_for(partial(polled, sc), what="a first poll via the fallback")
         window = 8.0
         before, started = upstream.whoami_requests(), time.monotonic()
         time.sleep(window)  # the measurement itself: calls over a fixed window
@@ -286,7 +297,7 @@ def test_a_dead_hub_costs_layers_no_more_than_direct_mode(
         switched = time.monotonic()
         for sc in fleet:
             wait_for(
-                lambda sc=sc: sc.get("/readyz").status == 503,
+                partial(not_ready, sc),
                 timeout=FALLBACK_INTERVAL + 2 * 0.5 + 3,
                 what="the kill switch seen through the fallback",
             )
