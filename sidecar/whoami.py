@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
+from aiohttp.client_reqrep import ConnectionKey
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 from multidict import CIMultiDict
 
 from .auth import auth_headers
@@ -39,18 +42,37 @@ KEPT_HEADERS: Final = (
 )
 
 
+class _UnreadConnector(aiohttp.TCPConnector):
+    """A connector that never reuses a pooled connection holding bytes nobody asked for.
+
+    aiohttp checks for unread bytes when a connection goes back to the pool, not when it is
+    taken out: an upstream (or a proxy) that writes one more response while the connection is
+    idle would have it read as the answer to the next request, another key's. Taken out here,
+    such a connection is closed and the next one tried (or a new one opened).
+    """
+
+    async def _get(self, key: ConnectionKey, traces: list[Trace]) -> Connection | None:
+        while (connection := await super()._get(key, traces)) is not None:
+            protocol = connection.protocol
+            if protocol is not None and not protocol.should_close:
+                return connection
+            connection.close()
+        return None
+
+
 def client_session(
     *, connections: int = 1, agent: str = "layers-readiness"
 ) -> aiohttp.ClientSession:
     """The one way a client session is made, for the poller and the hub alike.
 
-    No cookie jar: nothing the upstream sets carries over to the next call. No decompression:
+    No cookie jar: nothing the upstream sets carries over to the next call. No pooled connection
+    with unread bytes is reused (`_UnreadConnector`). No decompression:
     the request asks for `identity`, and a body compressed anyway is not JSON (invalid, not a
     zip bomb). No trust_env: `fetch` names the proxy itself (`proxy_for`). One connection for a
     sidecar: there is never more than one request in flight; the hub asks for more.
     """
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=connections),
+        connector=_UnreadConnector(limit=connections),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         headers={"User-Agent": agent, "Accept-Encoding": "identity"},
