@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import logging
 import os
 import random
@@ -418,7 +419,7 @@ async def _failover(
                         )
                         await asyncio.sleep(0.25)
 
-                await sample_for(phase)
+                await sample_for(max(phase, 3 * HUB_INTERVAL))
                 marks["killed"] = time.monotonic() - began
                 first.stop(signal.SIGKILL)
                 if dead == "black-holed":
@@ -442,6 +443,8 @@ async def _failover(
 
     def rate(start: float, end: float, what: str = "calls") -> float:
         inside = [s for s in samples if start <= s["t"] <= end]
+        if len(inside) < 2 or inside[-1]["t"] == inside[0]["t"]:
+            return math.nan  # a loop too busy to sample the phase twice
         return (inside[-1][what] - inside[0][what]) / (inside[-1]["t"] - inside[0]["t"])
 
     # Each phase's rate leaves out its first interval, while the fleet moves over.
