@@ -90,6 +90,13 @@ class Hostile:
         return self.requests[mark:]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._exchange(reader, writer)
+        finally:
+            # Also when cancelled at shutdown (a keep-alive connection still open).
+            writer.close()
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             try:
                 async with asyncio.timeout(10):
@@ -146,6 +153,7 @@ def hostile(reply: Reply = b"") -> Iterator[Hostile]:
         for task in serving:
             task.cancel()
         await asyncio.gather(*serving, return_exceptions=True)
+        await asyncio.sleep(0)  # the closed transports' last callbacks
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()
