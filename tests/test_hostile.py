@@ -180,9 +180,7 @@ ODD_HTTP = [
     # gzip and deflate are decoded (tests/test_encodings.py); a coding HTTP defines for this but
     # the client does not decode stays what it is: not JSON.
     pytest.param(
-        response(
-            200, gzip.compress(json.dumps(GOOD).encode()), headers={"Content-Encoding": "br"}
-        ),
+        response(200, gzip.compress(json.dumps(GOOD).encode()), headers={"Content-Encoding": "br"}),
         "invalid_response",
         id="unknown-coding-not-decoded",
     ),
