@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import random
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -62,6 +64,8 @@ MINUTE: Final = 60 / SCALE  # one production minute, in benchmark seconds
 DIRECT_INTERVAL: Final = 30 / SCALE
 HUB_INTERVAL: Final = 5 / SCALE
 HUB_TTL: Final = 5 / SCALE
+# Sidecars behind the hub fall back to Layers at the direct-mode interval while it is down.
+FALLBACK_INTERVAL: Final = DIRECT_INTERVAL
 # The production default: a limit, not a schedule, so it is not scaled. A thousand pollers in
 # one process lag behind on a shared two-core machine; a short limit would count that lag as
 # failed polls.
@@ -355,7 +359,11 @@ def _many_keys(plan: Plan, upstream_url: str, n: int, window: float) -> dict[str
     return {"mode": "hub, one key per sidecar", "n": n, **result}
 
 
-async def _failover(plan: Plan, upstream_url: str, n: int, phase: float) -> dict[str, Any]:
+async def _failover(
+    plan: Plan, upstream_url: str, n: int, phase: float, dead: str = "refused"
+) -> dict[str, Any]:
+    """The hub SIGKILLed mid-run, its port then `refused` (nothing listening) or `black-holed`
+    (a socket that accepts and never answers), then a new hub on the same port."""
     port = free_port()
     hub_url = f"http://127.0.0.1:{port}"
     env = clean_env(
@@ -368,8 +376,15 @@ async def _failover(plan: Plan, upstream_url: str, n: int, phase: float) -> dict
     def start_hub(name: str) -> Process:
         return start(["hub"], env=env, tmp=plan.tmp, name=name, url=hub_url, ready_path="/livez")
 
-    first = start_hub("hub-failover")
+    first = start_hub(f"hub-failover-{dead}")
     second: Process | None = None
+    hole: socket.socket | None = None
+    # Fallback mode paces the fleet at --fallback-interval: long enough phases to measure it,
+    # and to leave out the move over (one hub interval, a --timeout on a black hole) and back.
+    entry = HUB_INTERVAL + (TIMEOUT if dead == "black-holed" else 0.0)
+    dead_phase = max(phase, entry + 3 * FALLBACK_INTERVAL)
+    back = FALLBACK_INTERVAL * 1.1 + HUB_INTERVAL
+    back_phase = max(phase, back + 3 * HUB_INTERVAL)
     samples: list[dict[str, float]] = []
     marks: dict[str, float] = {}
     try:
@@ -378,7 +393,11 @@ async def _failover(plan: Plan, upstream_url: str, n: int, phase: float) -> dict
             await upstream.reset()
             await upstream.set(rateLimitPerMinute=1_000_000_000)
             settings = _settings(
-                hub_url, HUB_INTERVAL, stale_after=0.0, fallback_api_url=upstream_url
+                hub_url,
+                HUB_INTERVAL,
+                stale_after=0.0,
+                fallback_api_url=upstream_url,
+                fallback_interval=FALLBACK_INTERVAL,
             )
             async with Fleet(settings, [KEY] * n) as fleet:
                 # Generous: on a loaded machine a thousand first connections take a while.
@@ -400,37 +419,54 @@ async def _failover(plan: Plan, upstream_url: str, n: int, phase: float) -> dict
                         )
                         await asyncio.sleep(0.25)
 
-                await sample_for(phase)
+                await sample_for(max(phase, 3 * HUB_INTERVAL))
                 marks["killed"] = time.monotonic() - began
                 first.stop(signal.SIGKILL)
-                await sample_for(phase)
+                if dead == "black-holed":
+                    hole = socket.socket()
+                    hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    hole.bind(("127.0.0.1", port))
+                    hole.listen(4096)
+                await sample_for(dead_phase)
                 marks["restarted"] = time.monotonic() - began
-                second = await asyncio.to_thread(start_hub, "hub-failover-again")
+                if hole is not None:
+                    hole.close()
+                second = await asyncio.to_thread(start_hub, f"hub-failover-{dead}-again")
                 marks["listening"] = time.monotonic() - began
-                await sample_for(phase)
+                await sample_for(back_phase)
     finally:
+        if hole is not None:
+            hole.close()
         first.stop(signal.SIGKILL)
         if second is not None:
             second.stop(signal.SIGKILL)
 
     def rate(start: float, end: float, what: str = "calls") -> float:
         inside = [s for s in samples if start <= s["t"] <= end]
+        if len(inside) < 2 or inside[-1]["t"] == inside[0]["t"]:
+            return math.nan  # a loop too busy to sample the phase twice
         return (inside[-1][what] - inside[0][what]) / (inside[-1]["t"] - inside[0]["t"])
 
     # Each phase's rate leaves out its first interval, while the fleet moves over.
     killed, listening = marks["killed"], marks["listening"]
     rates = {
         "through_hub": rate(0, killed),
-        "hub_dead": rate(killed + HUB_INTERVAL, marks["restarted"]),
-        "hub_back": rate(listening + HUB_INTERVAL, samples[-1]["t"]),
+        "hub_dead": rate(killed + entry, marks["restarted"]),
+        "hub_back": rate(listening + back, samples[-1]["t"]),
     }
     polls = {
         "through_hub": rate(0, killed, "polls"),
-        "hub_dead": rate(killed + HUB_INTERVAL, marks["restarted"], "polls"),
-        "hub_back": rate(listening + HUB_INTERVAL, samples[-1]["t"], "polls"),
+        "hub_dead": rate(killed + entry, marks["restarted"], "polls"),
+        "hub_back": rate(listening + back, samples[-1]["t"], "polls"),
     }
+    ceiling = n * MINUTE / FALLBACK_INTERVAL
     return {
         "n": n,
+        "dead": dead,
+        "fallback_interval_s": FALLBACK_INTERVAL,
+        "hub_dead_ceiling_per_minute": ceiling,
+        # The whole dead phase, the move over included.
+        "hub_dead_with_entry_per_minute": rate(killed, marks["restarted"]) * MINUTE,
         "phase_s": phase,
         "polls_per_minute": {k: v * MINUTE for k, v in polls.items()},
         "marks_s": marks,
@@ -439,7 +475,9 @@ async def _failover(plan: Plan, upstream_url: str, n: int, phase: float) -> dict
         "min_ready": min(s["ready"] for s in samples),
         "failed_polls": samples[-1]["failed"],
         "samples": samples,
-        "met": min(s["ready"] for s in samples) == n and samples[-1]["failed"] == 0,
+        "met": min(s["ready"] for s in samples) == n
+        and samples[-1]["failed"] == 0
+        and rates["hub_dead"] * MINUTE <= ceiling * 1.05,
     }
 
 
@@ -518,6 +556,17 @@ def _brief(result: dict[str, Any]) -> str:
     ) + (f", probe p99 {result['probe']['p99_ms']:.3g} ms" if "probe" in result else "")
 
 
+def _failover_brief(result: dict[str, Any]) -> str:
+    rates = result["upstream_calls_per_minute"]
+    return (
+        f"upstream calls a minute before {rates['through_hub']:.0f}, "
+        f"during {rates['hub_dead']:.0f} (with the move over "
+        f"{result['hub_dead_with_entry_per_minute']:.0f}; ceiling "
+        f"{result['hub_dead_ceiling_per_minute']:.0f}), after {rates['hub_back']:.0f}; "
+        f"fewest ready {result['min_ready']} of {result['n']}"
+    )
+
+
 def run(plan: Plan) -> dict[str, Any]:
     window = plan.pick(MINUTE, MINUTE / 4)
     sizes = SIZES if not plan.quick else (10, 100)
@@ -536,6 +585,11 @@ def run(plan: Plan) -> dict[str, Any]:
         many = _many_keys(plan, emu.url, sizes[-1], window)
         print(f"bench: fleet one key per sidecar: {_brief(many)}", file=sys.stderr)
         failover = asyncio.run(_failover(plan, emu.url, sizes[-1], plan.pick(10, 5)))
+        print(f"bench: fleet failover, refused: {_failover_brief(failover)}", file=sys.stderr)
+        holed = asyncio.run(
+            _failover(plan, emu.url, sizes[-1], plan.pick(10, 5), dead="black-holed")
+        )
+        print(f"bench: fleet failover, black-holed: {_failover_brief(holed)}", file=sys.stderr)
         wait_for(lambda: emu.process.proc.poll() is None, what="the emulator alive")
     hub_runs = [r for r in runs if r["mode"] == "hub"]
     per_minute = [r["upstream_calls_per_minute"] for r in hub_runs]
@@ -551,7 +605,8 @@ def run(plan: Plan) -> dict[str, Any]:
         "serve_processes": processes,
         "many_keys": many,
         "failover": failover,
+        "failover_black_holed": holed,
         "hub_spread": spread,
         "met_flat": spread <= HUB_SPREAD_TARGET,
-        "met_failover": failover["met"],
+        "met_failover": failover["met"] and holed["met"],
     }

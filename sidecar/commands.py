@@ -69,7 +69,16 @@ _WIRING_HELPS: Final = {
 COMMANDS: Final = {
     "serve": Command(
         "Poll GET /v1/whoami forever and serve /readyz, /livez, /status and /metrics.",
-        _KEY | _POLL | {"listen", "stale_after", "quitquitquit", "ready_file", "fallback_api_url"},
+        _KEY
+        | _POLL
+        | {
+            "listen",
+            "stale_after",
+            "quitquitquit",
+            "ready_file",
+            "fallback_api_url",
+            "fallback_interval",
+        },
         run="sidecar.agent.serve:serve",
     ),
     "check": Command(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 from .outcome import Outcome, Result
@@ -106,3 +107,38 @@ def delay_after(
         unreadable=result.wait_unreadable,
         rand=rand,
     )
+
+
+# Fallback mode spreads a fleet's fallback polls by up to this share of --fallback-interval...
+FALLBACK_JITTER: Final = 0.1
+# ...and by at most this share of --timeout, which the next hub try gives up (see `fallback`).
+FALLBACK_JITTER_TIMEOUT: Final = 0.5
+
+
+@dataclass(frozen=True)
+class FallbackStep:
+    """The next attempt while the hub gets no answer: when, and how long it may wait for the hub."""
+
+    delay: float
+    hub_timeout: float
+
+
+def fallback(
+    delay: float,
+    *,
+    fallback_interval: float,
+    timeout: float,
+    rand: Callable[[], float] = random.random,
+) -> FallbackStep:
+    """The next attempt while the hub gives no HTTP answer: its poll (the hub tried first, then
+    the fallback in the same poll) starts no sooner than --fallback-interval after this one ended,
+    so N sidecars send Layers at most N x 60 / --fallback-interval calls a minute.
+
+    The jitter only lengthens the wait (never more often than the interval), and the next hub
+    try gives up as much of its --timeout as the jitter added: one wait of at most
+    --fallback-interval + jitter, a hub try of at most --timeout - jitter, a fallback call of at
+    most --timeout, so a kill switch is still seen within --fallback-interval + 2 x --timeout.
+    `delay` is what the answer itself asked for (a 429's Retry-After): never shortened.
+    """
+    jitter = rand() * min(FALLBACK_JITTER * fallback_interval, FALLBACK_JITTER_TIMEOUT * timeout)
+    return FallbackStep(max(delay, fallback_interval + jitter), timeout - jitter)

@@ -175,6 +175,15 @@ class Settings:
         values.base_url,
         "URL",
     )
+    fallback_interval: float = option(
+        "--fallback-interval",
+        "LAYERS_FALLBACK_INTERVAL",
+        "30s",
+        "while --api-url gives no HTTP answer, polls go to --fallback-api-url no more often "
+        "than this (with jitter), the hub tried first each time",
+        values.positive_duration,
+        "DURATION",
+    )
     # Fleet mode (`hub`).
     ttl: float = option(
         "--ttl",

@@ -18,9 +18,13 @@ from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
+from aiohttp.client_reqrep import ConnectionKey
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 from multidict import CIMultiDict
 
 from .auth import auth_headers
+from .encodings import Decoder
 from .outcome import BODY_LIMIT, SWITCH_SEARCH_LIMIT, Answer, Failure
 from .secret import Secret
 from .values import AuthScheme
@@ -39,18 +43,37 @@ KEPT_HEADERS: Final = (
 )
 
 
+class _UnreadConnector(aiohttp.TCPConnector):
+    """A connector that never reuses a pooled connection holding bytes nobody asked for.
+
+    aiohttp checks for unread bytes when a connection goes back to the pool, not when it is
+    taken out: an upstream (or a proxy) that writes one more response while the connection is
+    idle would have it read as the answer to the next request, another key's. Taken out here,
+    such a connection is closed and the next one tried (or a new one opened).
+    """
+
+    async def _get(self, key: ConnectionKey, traces: list[Trace]) -> Connection | None:
+        while (connection := await super()._get(key, traces)) is not None:
+            protocol = connection.protocol
+            if protocol is not None and not protocol.should_close:
+                return connection
+            connection.close()
+        return None
+
+
 def client_session(
     *, connections: int = 1, agent: str = "layers-readiness"
 ) -> aiohttp.ClientSession:
     """The one way a client session is made, for the poller and the hub alike.
 
-    No cookie jar: nothing the upstream sets carries over to the next call. No decompression:
-    the request asks for `identity`, and a body compressed anyway is not JSON (invalid, not a
-    zip bomb). No trust_env: `fetch` names the proxy itself (`proxy_for`). One connection for a
+    No cookie jar: nothing the upstream sets carries over to the next call. No pooled connection
+    with unread bytes is reused (`_UnreadConnector`). No decompression by aiohttp (unbounded):
+    the request asks for `identity`, and a body compressed anyway is decoded, bounded, by
+    `read_capped`. No trust_env: `fetch` names the proxy itself (`proxy_for`). One connection for a
     sidecar: there is never more than one request in flight; the hub asks for more.
     """
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=connections),
+        connector=_UnreadConnector(limit=connections),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         headers={"User-Agent": agent, "Accept-Encoding": "identity"},
@@ -80,14 +103,18 @@ def proxy_for(url: str) -> str | None:
 async def read_capped(
     response: aiohttp.ClientResponse, limit: int, chunks: list[bytes] | None = None
 ) -> tuple[bytes, bool]:
-    """At most `limit` bytes of the body, and whether there was more; an 8 MiB answer must not
-    become 8 MiB of memory. `chunks` receives what has arrived so far, for a body cut short."""
+    """At most `limit` bytes of the body, decoded (`encodings.Decoder`: gzip or deflate a proxy
+    added, a byte-order mark), and whether there was more; an 8 MiB answer, or a decompression
+    bomb, must not become 8 MiB of memory. `chunks` receives what has been decoded so far, for
+    a body cut short."""
     chunks = [] if chunks is None else chunks
+    decoder = Decoder(response.headers.get("Content-Encoding"), limit)
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
+        decoded = decoder.feed(chunk)
+        chunks.append(decoded)
+        size += len(decoded)
+        if size > limit or decoder.over:
             return b"".join(chunks)[:limit], True
     return b"".join(chunks), False
 

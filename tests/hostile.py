@@ -32,15 +32,17 @@ def response(
     headers: Mapping[str, str] | None = None,
     reason: str = "Whatever",
     raw_headers: bytes = b"",
+    close: bool = True,
 ) -> bytes:
-    """One HTTP/1.1 answer with Content-Length and Connection: close; JSON for non-bytes bodies."""
+    """One HTTP/1.1 answer with Content-Length and Connection: close (keep-alive when not
+    `close`); JSON for non-bytes bodies."""
     if isinstance(body, str):
         body = body.encode("utf-8", errors="surrogatepass")
     elif not isinstance(body, bytes):
         body = json.dumps(body).encode()
     head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json"]
     head += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    head += [f"Content-Length: {len(body)}", "Connection: close"]
+    head += [f"Content-Length: {len(body)}", f"Connection: {'close' if close else 'keep-alive'}"]
     return (
         "\r\n".join(head).encode("utf-8", errors="surrogatepass")
         + b"\r\n"
@@ -69,6 +71,14 @@ class Hostile:
     requests: list[Request] = field(default_factory=list)
     # Seconds to keep each connection open after the reply is written: a body that stalls.
     hold_open: float = 0.0
+    # Read the next request on the same connection after each reply (the reply must then say
+    # keep-alive): a connection the client pools and reuses.
+    keep_alive: bool = False
+    # Written on the connection this long after the reply, unasked (a misbehaving upstream or
+    # proxy): a response that lands on an idle pooled connection. `late_written` counts them.
+    late: Reply | None = None
+    late_after: float = 0.05
+    late_written: int = 0
 
     def set(self, reply: Reply) -> int:
         """Answers every later request with `reply`; returns how many requests came before."""
@@ -81,17 +91,39 @@ class Hostile:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            async with asyncio.timeout(10):
-                head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            await self._exchange(reader, writer)
+        finally:
+            # Also when cancelled at shutdown (a keep-alive connection still open).
             writer.close()
-            return
-        self.requests.append(Request(head[:MAX_HEAD], time.monotonic()))
-        reply = self.reply
-        data = reply(head) if callable(reply) else reply
-        with suppress(ConnectionError):
-            writer.write(data)
-            await writer.drain()
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(10):
+                    head = await reader.readuntil(b"\r\n\r\n")
+            except (
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                TimeoutError,
+                ConnectionError,
+            ):
+                writer.close()
+                return
+            self.requests.append(Request(head[:MAX_HEAD], time.monotonic()))
+            reply = self.reply
+            data = reply(head) if callable(reply) else reply
+            with suppress(ConnectionError):
+                writer.write(data)
+                await writer.drain()
+            late = self.late
+            if late is not None:
+                await asyncio.sleep(self.late_after)
+                with suppress(ConnectionError):
+                    writer.write(late(head) if callable(late) else late)
+                    await writer.drain()
+                self.late_written += 1
+            if not self.keep_alive:
+                break
         if self.hold_open:
             with suppress(ConnectionError, asyncio.IncompleteReadError):
                 async with asyncio.timeout(self.hold_open):
@@ -116,6 +148,12 @@ def hostile(reply: Reply = b"") -> Iterator[Hostile]:
         started.set()
         async with listener:
             await stop
+        # Connections still held open (keep-alive, hold_open) end with the loop, not after it.
+        serving = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in serving:
+            task.cancel()
+        await asyncio.gather(*serving, return_exceptions=True)
+        await asyncio.sleep(0)  # the closed transports' last callbacks
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()

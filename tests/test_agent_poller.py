@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
@@ -27,7 +28,7 @@ from sidecar.secret import Secret
 from sidecar.settings import AuthScheme, Settings
 from tests.support import FAKE_KEY, OTHER_KEY
 
-MakeServer = Callable[[web.Application], Awaitable[TestServer]]
+MakeServer = Callable[..., Awaitable[TestServer]]
 
 
 class FakeTime:
@@ -191,7 +192,7 @@ async def test_a_stalled_loop_is_not_alive(upstream: TestServer) -> None:
 async def test_a_crashed_loop_is_neither_ready_nor_alive(
     poller: Poller, logs: list[MutableMapping[str, Any]]
 ) -> None:
-    async def explode(*, timeout: float | None = None, ends_by: float | None = None) -> None:
+    async def explode(**_: float | None) -> None:
         raise RuntimeError("a bug")
 
     await poller.poll_once()
@@ -270,3 +271,125 @@ async def test_the_observers_hear_of_a_stale_verdict_when_it_goes_stale(
     assert slept[0] == pytest.approx(90, abs=0.1)
     assert seen[-1].result is None
     assert seen[-1].verdict.reason is Reason.STALE
+
+
+# Fallback mode: a hub that gives no answer costs Layers no more than no hub.
+
+
+async def test_a_refused_hub_sends_the_fallback_one_poll_per_fallback_interval(
+    upstream: TestServer, aiohttp_server: MakeServer
+) -> None:
+    """On a fake clock: 10 simulated minutes with the hub refused, then the hub back."""
+    now = FakeTime()
+    seen: list[Event] = []
+    hub_port = free_port_number()
+    hub_back_at = now.now + 600
+    hub: list[TestServer] = []
+
+    async def sleep(seconds: float) -> None:
+        assert seconds >= 0
+        now.now += seconds
+        if not hub and now.now >= hub_back_at:
+            hub.append(await aiohttp_server(make_hub_app(now), port=hub_port))
+        if now.now >= hub_back_at + 60:
+            raise asyncio.CancelledError
+
+    settings = Settings(
+        api_key=Secret(FAKE_KEY),
+        api_url=f"http://127.0.0.1:{hub_port}",
+        fallback_api_url=str(upstream.make_url("/")),
+        interval=1,
+        timeout=2,
+        fallback_interval=30,
+    )
+    async with Poller(
+        settings,
+        EnvKey(Secret(FAKE_KEY)),
+        log=structlog.get_logger(),
+        observers=[seen.append],
+        clock=Clock(mono=now, sleep=sleep),
+    ) as poller:
+        poller.start()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller._task  # type: ignore[misc]
+    polls = [e for e in seen if e.result is not None]
+    during = [e for e in polls if e.fallback is not None]
+    # Direct mode at --fallback-interval 30s would make 20 calls in 600 s (and the first poll).
+    assert scenario(upstream).whoami_requests <= 600 / 30 + 1
+    assert len(during) >= 600 / (30 * 1.1)  # and Layers is still asked: readiness holds
+    assert all(e.verdict.ready for e in polls)
+    # Back at the hub's cadence (1 s) within one --fallback-interval of its return.
+    hub_calls = hub[0].app[HUB_CALLS]
+    assert hub_calls[0] <= hub_back_at + 30 * 1.1
+    assert len(hub_calls) >= 60 - 30 * 1.1 - 1
+    assert all(b - a <= 1.01 for a, b in itertools.pairwise(hub_calls))
+
+
+async def test_a_kill_switch_is_seen_within_the_bound_with_the_hub_black_holed(
+    upstream: TestServer,
+) -> None:
+    """A black-holed hub (accepts, never answers): no hub try waits over --timeout, and a kill
+    switch set at any moment is seen within --fallback-interval + 2 x --timeout (real time, small
+    settings)."""
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(64)
+        settings = Settings(
+            api_key=Secret(FAKE_KEY),
+            api_url=f"http://127.0.0.1:{hole.getsockname()[1]}",
+            fallback_api_url=str(upstream.make_url("/")),
+            interval=0.05,
+            timeout=0.3,
+            fallback_interval=0.6,
+        )
+        seen: list[tuple[float, Event]] = []
+        loop = asyncio.get_running_loop()
+        async with Poller(
+            settings,
+            EnvKey(Secret(FAKE_KEY)),
+            log=structlog.get_logger(),
+            observers=[lambda event: seen.append((loop.time(), event))],
+        ) as poller:
+            poller.start()
+            await asyncio.sleep(2.5)
+            switched = loop.time()
+            scenario(upstream).scenario.failure = "kill_switch"
+            while not any(e.result and e.result.outcome is Outcome.KILL_SWITCH for _, e in seen):
+                assert loop.time() - switched < 5, "kill switch never seen"
+                await asyncio.sleep(0.02)
+            seen_at = next(
+                t for t, e in seen if e.result and e.result.outcome is Outcome.KILL_SWITCH
+            )
+    bound = settings.fallback_interval + 2 * settings.timeout
+    assert seen_at - switched <= bound + 0.25  # a loaded machine's scheduling slack
+    polls = [t for t, e in seen if e.result is not None and e.fallback is not None]
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    # Never more often than --fallback-interval (each gap is a wait plus the hub's timeout).
+    assert gaps
+    assert min(gaps) >= settings.fallback_interval
+    # And no poll waited on the hole past one --timeout before the fallback answered.
+    assert max(gaps) <= settings.fallback_interval * 1.1 + settings.timeout + 0.25
+
+
+HUB_CALLS = web.AppKey("hub_calls", list[float])
+
+
+def make_hub_app(clock: Callable[[], float]) -> web.Application:
+    """A stand-in hub (the emulator) that records when, on the poller's clock, it was asked."""
+    calls: list[float] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        calls.append(clock())
+        return await handler(request)  # type: ignore[no-any-return]
+
+    app = emulator.make_app(structlog.get_logger(component="hub"))
+    app.middlewares.append(record)
+    app[HUB_CALLS] = calls
+    return app
+
+
+def free_port_number() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -12,6 +12,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -35,7 +37,17 @@ from tests.support import (
 pytestmark = pytest.mark.e2e
 
 # A generous --timeout: on a loaded machine a slow answer must not count as a failed poll here.
-STRICT = ("--interval", "200ms", "--timeout", "1s", "--stale-after", "0")
+# A short --fallback-interval: these tests count polls through the fallback.
+STRICT = (
+    "--interval",
+    "200ms",
+    "--timeout",
+    "1s",
+    "--stale-after",
+    "0",
+    "--fallback-interval",
+    "200ms",
+)
 
 
 @pytest.fixture
@@ -225,3 +237,108 @@ def test_check_with_the_fallback_never_runs_past_its_deadline(silent: str) -> No
         took = time.monotonic() - started
     assert done.returncode == 1, done.stderr
     assert took < 15, f"check ran {took:.1f}s with --deadline 1s"  # the bug: 1s + another 20s
+
+
+# Fallback mode: N sidecars whose hub gives no answer cost Layers no more than N direct ones.
+
+FLEET = 3
+
+
+def polled(sc: Process) -> bool:
+    return polls(sc, "ok") >= 1
+
+
+def not_ready(sc: Process) -> bool:
+    return sc.get("/readyz").status == 503
+
+
+PACED = ("--interval", "100ms", "--timeout", "500ms", "--stale-after", "0")
+FALLBACK_INTERVAL = 2.0
+
+
+@pytest.mark.parametrize("dead", ["refused", "black-holed"])
+def test_a_dead_hub_costs_layers_no_more_than_direct_mode(
+    upstream: Emulator, silent: str, tmp_path: Path, dead: str
+) -> None:
+    hub_url = f"http://127.0.0.1:{free_port()}" if dead == "refused" else silent
+    with ExitStack() as stack:
+        fleet = []
+        for n in range(FLEET):
+            home = tmp_path / f"pod{n}"
+            home.mkdir()
+            fleet.append(
+                stack.enter_context(
+                    sidecar(
+                        home,
+                        hub_url,
+                        *PACED,
+                        LAYERS_FALLBACK_API_URL=upstream.url,
+                        LAYERS_FALLBACK_INTERVAL=f"{FALLBACK_INTERVAL:g}s",
+                    )
+                )
+            )
+        for sc in fleet:
+            wait_for(partial(polled, sc), what="a first poll via the fallback")
+        window = 8.0
+        before, started = upstream.whoami_requests(), time.monotonic()
+        time.sleep(window)  # the measurement itself: calls over a fixed window
+        calls = upstream.whoami_requests() - before
+        took = time.monotonic() - started
+        # Direct mode at --interval = --fallback-interval: FLEET x took / interval (and the
+        # poll each sidecar may have started just before the window). Old code: ~80 at 100ms.
+        assert calls <= FLEET * (took / FALLBACK_INTERVAL + 1), calls
+        assert calls >= FLEET * (took / (FALLBACK_INTERVAL * 1.1 + 0.5) - 1), calls
+        for sc in fleet:
+            no_failed_poll(sc)
+            assert sc.get("/livez").status == 200
+
+        # A kill switch is still seen within --fallback-interval + 2 x --timeout.
+        upstream.set(failure="kill_switch")
+        switched = time.monotonic()
+        for sc in fleet:
+            wait_for(
+                partial(not_ready, sc),
+                timeout=FALLBACK_INTERVAL + 2 * 0.5 + 3,
+                what="the kill switch seen through the fallback",
+            )
+        assert time.monotonic() - switched <= FALLBACK_INTERVAL * 1.1 + 2 * 0.5 + 1.0
+
+
+def test_back_at_the_hub_at_its_first_answer(upstream: Emulator, tmp_path: Path) -> None:
+    port = free_port()
+    hub_url = f"http://127.0.0.1:{port}"
+    with sidecar(
+        tmp_path,
+        hub_url,
+        *PACED,
+        LAYERS_FALLBACK_API_URL=upstream.url,
+        LAYERS_FALLBACK_INTERVAL=f"{FALLBACK_INTERVAL:g}s",
+    ) as sc:
+        wait_for(lambda: polls(sc, "ok") >= 1, what="a first poll via the fallback")
+        env = clean_env(
+            LAYERS_API_URL=upstream.url,
+            LAYERS_SIDECAR_LISTEN=f"127.0.0.1:{port}",
+            LAYERS_HUB_TTL="1m",
+        )
+        back = start(["hub"], env=env, tmp=tmp_path, name="hub", url=hub_url, ready_path="/livez")
+        try:
+            returned = time.monotonic()
+
+            def hub_requests() -> float:
+                metrics = back.get("/metrics").body
+                return sum(
+                    sample(metrics, "layers_hub_requests_total", result=result) or 0
+                    for result in ("hit", "miss", "coalesced")
+                )
+
+            wait_for(lambda: hub_requests() >= 1, what="the sidecar back at the hub")
+            # Within one --fallback-interval (and its jitter) of the hub's return...
+            assert time.monotonic() - returned <= FALLBACK_INTERVAL * 1.1 + 1.0
+            # ...then at the hub's cadence (100ms), the fallback no longer called.
+            direct = upstream.whoami_requests()
+            first = hub_requests()
+            wait_for(lambda: hub_requests() >= first + 10, timeout=5, what="ten polls via the hub")
+            assert upstream.whoami_requests() == direct
+            no_failed_poll(sc)
+        finally:
+            back.stop(signal.SIGKILL)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from http.client import HTTPException
@@ -527,3 +528,41 @@ def test_no_key_in_any_log_answer_or_metric(upstream: Emulator, tmp_path: Path) 
     for text in seen:
         for secret in (FAKE_KEY, FAKE_SECRET, WRONG_SECRET_KEY, "WRONGsecretWRONG", REVOKED_KEY):
             assert secret not in text
+
+
+@pytest.mark.parametrize("rate", ["0.5", "1"])
+async def test_a_flood_at_a_slow_upstream_rate_keeps_a_known_keys_sidecar_ready(
+    upstream: Emulator, tmp_path: Path, rate: str
+) -> None:
+    """At --max-upstream-rate 1 or below the bucket holds one call: the reserve for known keys
+    must still exist, or a flood of random keys takes every refresh (and the sidecar goes stale)."""
+    with (
+        hub(tmp_path, upstream.url, "--max-upstream-rate", rate, "--ttl", "1s") as running,
+        sidecar(tmp_path, running.url, "--interval", "200ms", "--stale-after", "4s") as sc,
+    ):
+        wait_for(lambda: sc.get("/readyz").status == 200, what="the sidecar ready via the hub")
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        statuses: list[int] = []
+        async with aiohttp.ClientSession(connector=connector) as session:
+            stop = time.monotonic() + 9  # past --stale-after, twice over
+
+            async def flood(worker: int) -> None:
+                n = 0
+                while time.monotonic() < stop:
+                    key = f"lp_test_f{worker}x{n}_RANDOMfakeRANDOM"
+                    n += 1
+                    headers = {"X-Api-Key": key}
+                    async with session.get(running.url + "/v1/whoami", headers=headers) as reply:
+                        await reply.read()
+
+            async def probe() -> None:
+                while time.monotonic() < stop:
+                    status = await asyncio.to_thread(lambda: sc.get("/readyz").status)
+                    statuses.append(status)
+                    await asyncio.sleep(0.2)
+
+            await asyncio.gather(*(flood(w) for w in range(8)), probe())
+        metrics = scrape(running)
+    assert len(statuses) >= 10
+    assert statuses == [200] * len(statuses)
+    assert (sample(metrics, "layers_hub_requests_total", result="rejected") or 0) > 100

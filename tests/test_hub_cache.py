@@ -190,6 +190,31 @@ def test_the_budget_refills_no_further_than_its_capacity() -> None:
     assert calls == 2
 
 
+@pytest.mark.parametrize("rate", [0.01, 0.5, 1, 1.5, 2, 3, 20, 1000])
+def test_a_known_key_gets_every_refresh_through_a_flood_of_unknown_keys(rate: float) -> None:
+    """Unknown keys try every 10 ms for 2,000 seconds; one known key every 5 s (the
+    default --ttl) gets each of its calls, at every allowed rate (or as often as the rate allows
+    when it is below one call per 5 s)."""
+    bucket = TokenBucket(rate, now=0)
+    known_period = max(5.0, 1.0 / rate)
+    refreshed = refused = unknown = 0
+    next_known = 0.0
+    for step in range(200_000):
+        now = step / 100  # 2,000 s
+        if now >= next_known:
+            if bucket.take(now) == 0:
+                refreshed += 1
+            else:
+                refused += 1
+            next_known += known_period
+        if bucket.take(now, reserve=UNKNOWN_KEY_RESERVE) == 0:
+            unknown += 1
+    assert refused == 0
+    assert refreshed == pytest.approx(2_000 / known_period, abs=1)
+    # And the flood together with the known key stays within the budget.
+    assert refreshed + unknown <= rate * 2_000 + bucket.capacity
+
+
 def test_unknown_keys_give_way_to_known_ones() -> None:
     bucket = TokenBucket(10, now=0)
     unknown = 0

@@ -13,7 +13,16 @@ from sidecar.agent.metrics import Metrics
 from sidecar.agent.probes import make_app
 from sidecar.readiness import Reason, Verdict
 from sidecar.runtime import server
-from sidecar.runtime.server import Address, BoundedServer, listening, raise_open_files_limit
+from sidecar.runtime.server import (
+    _BATCHES_IN_FLIGHT,
+    MAX_CONNECTIONS,
+    RESERVED_FDS,
+    Address,
+    BoundedServer,
+    fd_budget,
+    listening,
+    raise_open_files_limit,
+)
 from sidecar.settings import Listen
 from tests.support import FakeSource
 
@@ -86,3 +95,16 @@ async def test_an_idle_connection_is_closed_after_the_idle_timeout(
         for _, writer in (silent, half):
             writer.close()
             await writer.wait_closed()
+
+
+@pytest.mark.parametrize("soft", [256, 1024, 4096, 20_000, 1 << 20])
+def test_the_connection_cap_and_accept_batches_fit_in_the_open_files_limit(soft: int) -> None:
+    open_now = 20
+    clients = min(256, soft // 8)  # what client_connections() gives a role at this limit
+    budget = fd_budget(soft, open_now=open_now, clients=clients)
+    assert budget.batch >= 2
+    assert budget.limit >= 8
+    in_flight = budget.limit + _BATCHES_IN_FLIGHT * budget.batch
+    assert in_flight + open_now + clients + RESERVED_FDS <= soft
+    if soft >= 20_000:
+        assert budget.limit == MAX_CONNECTIONS

@@ -15,6 +15,7 @@ from sidecar.schedule import (
     backoff_step,
     bounded,
     delay_after,
+    fallback,
     next_delay,
     quota_low,
 )
@@ -179,3 +180,27 @@ def test_for_any_headers_and_status_the_next_delay_is_within_floor_and_ceiling(
     if result.retry_after is not None:
         assert math.isfinite(result.retry_after)
         assert result.retry_after >= 0
+
+
+@given(
+    rand=st.floats(0, 1),
+    fallback_interval=st.floats(0.01, 3600),
+    timeout=st.floats(0.01, 600),
+    asked=st.floats(0, 7200),
+)
+def test_fallback_mode_is_never_more_often_than_the_interval_and_keeps_the_detection_bound(
+    rand: float, fallback_interval: float, timeout: float, asked: float
+) -> None:
+    step = fallback(asked, fallback_interval=fallback_interval, timeout=timeout, rand=lambda: rand)
+    assert step.delay >= max(asked, fallback_interval)  # N x 60 / interval a minute at most
+    assert 0 < step.hub_timeout <= timeout  # no poll waits on a black hole past one --timeout
+    if asked <= fallback_interval:
+        # The wait, then the hub's try, then the fallback's call: the kill switch's bound.
+        assert step.delay + step.hub_timeout + timeout <= fallback_interval + 2 * timeout + 1e-9
+
+
+def test_fallback_mode_spreads_a_fleet() -> None:
+    low = fallback(1, fallback_interval=30, timeout=10, rand=lambda: 0.0)
+    high = fallback(1, fallback_interval=30, timeout=10, rand=lambda: 1.0)
+    assert (low.delay, low.hub_timeout) == (30, 10)
+    assert (high.delay, high.hub_timeout) == (33, 7)

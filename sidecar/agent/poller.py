@@ -66,6 +66,9 @@ class Poller:
         self._task: asyncio.Task[None] | None = None
         self._crashed = False
         self._progress_deadline = math.inf
+        # Fallback mode: the last call to --api-url got no HTTP answer and the poll went to
+        # --fallback-api-url; the next hub try may wait at most this long (None: a hub answers).
+        self._hub_timeout: float | None = None
 
     async def __aenter__(self) -> Poller:
         self._session = client_session()
@@ -117,7 +120,16 @@ class Poller:
 
     async def _loop(self) -> None:
         while True:
-            delay = self.delay_after(await self.poll_once())
+            result = await self.poll_once(hub_timeout=self._hub_timeout)
+            delay = self.delay_after(result)
+            if self._hub_timeout is not None:
+                # The hub gave no answer: Layers must not get the hub's cadence (see `fallback`).
+                step = schedule.fallback(
+                    delay,
+                    fallback_interval=self.settings.fallback_interval,
+                    timeout=self.settings.timeout,
+                )
+                delay, self._hub_timeout = step.delay, step.hub_timeout
             self._progress_deadline = (
                 self._clock.mono() + delay + self.settings.timeout + LIVENESS_GRACE
             )
@@ -141,12 +153,17 @@ class Poller:
         )
 
     async def poll_once(
-        self, *, timeout: float | None = None, ends_by: float | None = None
+        self,
+        *,
+        timeout: float | None = None,
+        ends_by: float | None = None,
+        hub_timeout: float | None = None,
     ) -> Result | None:
         """One attempt: read the key, call whoami, fold the answer in. None when keyless.
 
         `ends_by` (monotonic) bounds the whole attempt, the fallback's call included: `check`
-        never runs past --deadline.
+        never runs past --deadline. `hub_timeout` shortens the wait for --api-url alone (in
+        fallback mode, by the jitter the wait before this poll added).
         """
         assert self._session is not None, "use the poller as an async context manager"
         timeout = self.settings.timeout if timeout is None else timeout
@@ -159,7 +176,8 @@ class Poller:
             return None
         self._state = readiness.key_read(self._state, fingerprint(key))
         session, scheme = self._session, self.settings.auth_scheme
-        answer = await fetch(session, self.settings.whoami_url, key, scheme=scheme, timeout=timeout)
+        first = timeout if hub_timeout is None else min(timeout, hub_timeout)
+        answer = await fetch(session, self.settings.whoami_url, key, scheme=scheme, timeout=first)
         fallback: str | None = None
         left = timeout if ends_by is None else min(timeout, ends_by - self._clock.mono())
         if (
@@ -174,6 +192,8 @@ class Poller:
             self._progress_deadline = self._clock.mono() + left + LIVENESS_GRACE
             url = self.settings.fallback_whoami_url
             answer = await fetch(session, url, key, scheme=scheme, timeout=left)
+        # Fallback mode lasts until the first HTTP answer from --api-url; `_loop` paces it.
+        self._hub_timeout = None if fallback is None else self.settings.timeout
         # Every string in the result has been redacted against this key and escaped.
         result = classify(answer, self._clock.wall(), key)
         self._state = readiness.advance(

@@ -190,14 +190,21 @@ class Entries:
         return dropped
 
 
+# The bucket holds at least this many calls: after an unknown key's call, which needs the whole
+# reserve left over, one whole call is still there for a known key, whatever the rate (with a
+# capacity of one, at --max-upstream-rate 1 or below, the reserve was nothing).
+MIN_CAPACITY: Final = 1.0 / (1.0 - UNKNOWN_KEY_RESERVE)
+
+
 class TokenBucket:
-    """`rate` upstream calls a second on average, with bursts of up to a second's worth."""
+    """`rate` upstream calls a second on average, with bursts of up to a second's worth (two
+    calls at least: `MIN_CAPACITY`)."""
 
     def __init__(self, rate: float, *, now: float) -> None:
         if rate <= 0:
             raise ValueError("rate must be above 0")
         self.rate = rate
-        self.capacity = max(1.0, rate)
+        self.capacity = max(MIN_CAPACITY, rate)
         self._tokens = self.capacity
         self._at = now
 

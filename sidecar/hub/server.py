@@ -19,9 +19,9 @@ from aiohttp import web
 
 from .. import __version__
 from ..auth import presented_key
-from ..options import ConfigError
 from ..runtime.http import text
 from ..runtime.lifecycle import serving
+from ..runtime.tls import server_context
 from ..settings import AuthScheme, Settings
 from .cache import Stored
 from .metrics import HubMetrics
@@ -124,16 +124,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     """The server side of HTTPS, or None for plain HTTP; a bad file is a one-line ConfigError."""
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    except (OSError, ssl.SSLError) as error:
-        problem = getattr(error, "strerror", None) or getattr(error, "reason", None) or str(error)
-        raise ConfigError(
-            "--tls-cert-file",
-            f"cannot use {settings.tls_cert_file} with {settings.tls_key_file}: {problem}",
-        ) from None
-    return context
+    return server_context(settings.tls_cert_file, settings.tls_key_file)
 
 
 async def run_hub(settings: Settings, log: Log) -> int:

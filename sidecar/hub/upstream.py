@@ -20,6 +20,7 @@ import structlog
 
 from .. import __version__
 from ..outcome import Answer, Failure, Outcome, Result, classify
+from ..runtime.server import client_connections
 from ..secret import Secret
 from ..settings import AuthScheme, Settings
 from ..throttle import REPEAT_LOG_EVERY, Throttle
@@ -142,7 +143,9 @@ class Hub:
         # No cookie jar (client_session's rule) matters most here: one key's cookies must never
         # ride along with another key's call.
         self._session = client_session(
-            connections=UPSTREAM_CONNECTIONS, agent=f"layers-readiness-hub/{__version__}"
+            # Within the share of the open-files limit the server leaves free for it.
+            connections=client_connections(UPSTREAM_CONNECTIONS),
+            agent=f"layers-readiness-hub/{__version__}",
         )
         return self
 

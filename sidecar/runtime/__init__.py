@@ -1,8 +1,12 @@
 """The HTTP runtime every role's server runs on: `serve` (the agent), `hub`, `emulate`.
 
 - `server.py`: `listening(...)`, the bounded aiohttp server (idle timeout, a connection cap that
-  evicts the oldest, the open-files limit raised) and `Address`, the bound address as a value.
-- `errors.py`: aiohttp's and asyncio's error reports as rate-limited JSON lines.
+  evicts the oldest, the open-files limit raised and the cap sized to fit it, with
+  `client_connections()` left for a role's outgoing pool) and `Address`, the bound address.
+- `errors.py`: aiohttp's and asyncio's error reports as rate-limited JSON lines (never the
+  request bytes they quote).
+- `tls.py`: `server_context(cert, key)`, the server side of HTTPS: files read bounded and
+  non-blocking, an encrypted key refused without a prompt (one ConfigError line).
 - `lifecycle.py`: `until_signalled` and `serving(...)`, the one lifecycle: start the site, log
   once, wait for SIGTERM/SIGINT (or a quit event), clean up.
 - `metrics.py`: what every role's registry shares (the build-info gauge, duration buckets).
