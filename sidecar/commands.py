@@ -53,6 +53,7 @@ _WIRING: Final = frozenset(
         "inject_port",
         "api_url",
         "fallback_api_url",
+        "fallback_interval",
         "interval",
         "stale_after",
         "min_credits",
@@ -64,6 +65,7 @@ _WIRING_HELPS: Final = {
     "interval": "LAYERS_SIDECAR_INTERVAL of the injected containers, when not the default",
     "stale_after": "LAYERS_SIDECAR_STALE_AFTER of the injected containers, when not the default",
     "min_credits": "LAYERS_SIDECAR_MIN_CREDITS of the injected containers, when set",
+    "fallback_interval": "LAYERS_FALLBACK_INTERVAL of the injected serve, when not the default",
 }
 
 COMMANDS: Final = {

@@ -220,6 +220,20 @@ def test_settings_are_passed_on_only_when_set() -> None:
     ]
 
 
+def test_the_fallback_interval_reaches_the_serve_container_only() -> None:
+    def env_of(wired: dict[str, Any], name: str) -> dict[str, str]:
+        spec = wired["spec"]
+        (found,) = [c for c in spec["initContainers"] + spec["containers"] if c["name"] == name]
+        return {e["name"]: e["value"] for e in found["env"]}
+
+    template = {"spec": {"containers": [{"name": "app", "image": "app:1"}]}}
+    assert "LAYERS_FALLBACK_INTERVAL" not in env_of(wire(template), "layers-readiness-serve")
+    options = wiring_of(load_command("inject", {"fallback_interval": "1m"}, {}))
+    wired = wire(template, options)
+    assert env_of(wired, "layers-readiness-serve")["LAYERS_FALLBACK_INTERVAL"] == "60s"
+    assert "LAYERS_FALLBACK_INTERVAL" not in env_of(wired, "layers-readiness-check")
+
+
 @pytest.mark.parametrize(
     ("seconds", "text"), [(30, "30s"), (0.25, "250ms"), (1.5, "1500ms"), (0, "0s")]
 )

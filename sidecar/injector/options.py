@@ -42,4 +42,9 @@ def wiring_of(settings: Settings) -> Wiring:
             duration_text(settings.stale_after) if _changed(settings, "stale_after") else None
         ),
         min_credits=None if settings.min_credits is None else _number_text(settings.min_credits),
+        fallback_interval=(
+            duration_text(settings.fallback_interval)
+            if _changed(settings, "fallback_interval")
+            else None
+        ),
     )

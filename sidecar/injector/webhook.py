@@ -23,11 +23,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from .. import __version__
-from ..hub.server import tls_context
 from ..options import ConfigError
 from ..runtime.http import text
 from ..runtime.lifecycle import serving
 from ..runtime.metrics import BuildInfo
+from ..runtime.tls import load_into, server_context
 from ..settings import Settings
 from .options import wiring_of
 from .review import ERROR, INVALID, RESULTS, ReviewError, answer
@@ -147,8 +147,8 @@ async def keep_certificate_fresh(
         if now is None or now == seen:
             continue
         try:
-            context.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as error:
+            load_into(context, cert, key)
+        except ConfigError as error:
             log.warning("certificate not reloaded", error=str(error)[:200])
             continue
         seen = now
@@ -178,8 +178,7 @@ async def run_injector(settings: Settings, log: Log) -> int:
             "the API server calls webhooks over HTTPS only: give --tls-cert-file and "
             "--tls-key-file",
         )
-    context = tls_context(settings)
-    assert context is not None
+    context = server_context(settings.tls_cert_file, settings.tls_key_file)
     options = wiring_of(settings)
     app = make_app(options, InjectorMetrics(), log)
     app.cleanup_ctx.append(

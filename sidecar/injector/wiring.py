@@ -105,6 +105,8 @@ class Wiring:
     interval: str | None = None
     stale_after: str | None = None
     min_credits: str | None = None
+    # `serve` alone reads it (how often Layers is called while the hub gives no answer).
+    fallback_interval: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -278,6 +280,10 @@ def serve_container(options: Wiring, port: int, *, native: bool) -> dict[str, An
         **probes,
     )
     container["env"].append({"name": "LAYERS_SIDECAR_LISTEN", "value": f"0.0.0.0:{port}"})
+    if options.fallback_interval:
+        container["env"].append(
+            {"name": "LAYERS_FALLBACK_INTERVAL", "value": options.fallback_interval}
+        )
     if native:
         container["restartPolicy"] = "Always"
     return container

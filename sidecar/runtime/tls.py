@@ -63,11 +63,18 @@ def _open_checked(path: Path, setting: str) -> int:
 def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     """An SSLContext serving `cert_file` with `key_file`; a ConfigError naming the flag when
     either cannot be used."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    load_into(context, cert_file, key_file)
+    return context
+
+
+def load_into(context: ssl.SSLContext, cert_file: Path, key_file: Path) -> None:
+    """Loads the pair into `context` (at start-up, or again when a renewed Secret changes the
+    files); a ConfigError naming the flag when either cannot be used."""
     cert_fd = _open_checked(cert_file, "--tls-cert-file")
     try:
         key_fd = _open_checked(key_file, "--tls-key-file")
         try:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             # Through the descriptors already checked: the paths could be swapped for a FIFO
             # between the check and OpenSSL's open.
             cert, key = (
@@ -93,4 +100,3 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
             os.close(key_fd)
     finally:
         os.close(cert_fd)
-    return context
