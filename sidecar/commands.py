@@ -1,4 +1,5 @@
-"""The command table: which settings each command takes, and where its code is.
+"""The command table: which settings each command takes, where its code is, and `load`, which
+reads a command's settings from its flags and the environment.
 
 A new role plugs in with one `Command(...)` entry: its description, the settings it takes (field
 names of `Settings`; a new setting is one new field there), its own defaults or flag spellings,
@@ -9,11 +10,14 @@ the flags, `--help`, the variable look-up and the one-line errors from the entry
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from .settings import OPTIONS, Settings, load
+from .options import ConfigError
+from .secret import Secret
+from .settings import OPTIONS, Settings
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,70 @@ COMMANDS: Final = {
         run="sidecar.injector.webhook:run_injector",
     ),
 }
+
+
+def load(
+    flags: Mapping[str, str | None],
+    environ: Mapping[str, str],
+    *,
+    names: frozenset[str] = frozenset(OPTIONS),
+    overrides: Mapping[str, str] | None = None,
+    spelling: Mapping[str, str] | None = None,
+    hub: bool = False,
+) -> Settings:
+    """Builds Settings from the flags given (None when absent) and the environment.
+
+    With `hub`, an option's hub variable (`Option.hub_env`) is read before its own: flag >
+    hub variable > shared variable > default.
+
+    `names` limits the settings read to those the command uses; `overrides` replaces defaults
+    (the demo's shorter interval), still beaten by a flag or a variable; `spelling` names a flag
+    as the command spells it, for errors.
+    """
+    parsed: dict[str, object] = {}
+    defaulted: set[str] = set()
+    for name in sorted(names):
+        declared = OPTIONS[name]
+        flag = (spelling or {}).get(name, declared.flag)
+        text = flags.get(name)
+        source = flag
+        for env in (declared.hub_env if hub else None, declared.env):
+            if text is None and env is not None:
+                text = environ.get(env) or None
+                source = env
+        if text is None:
+            text = (overrides or {}).get(name, declared.default)
+            source = f"{flag} (default)"
+            defaulted.add(name)
+        if text is None:
+            continue
+        try:
+            parsed[name] = declared.parse(text)
+        except ValueError as error:
+            raise ConfigError(source, str(error)) from None
+
+    if parsed.get("wait") and "deadline" in defaulted:
+        # `check --wait` with no deadline given waits for ever: a kill switch at start-up
+        # holds the pod in Init until Layers clears it, however long that takes.
+        parsed["deadline"] = math.inf
+
+    if (parsed.get("tls_cert_file") is None) != (parsed.get("tls_key_file") is None):
+        raise ConfigError("--tls-cert-file", "HTTPS needs both --tls-cert-file and --tls-key-file")
+
+    key = environ.get("LAYERS_API_KEY") or None
+    if "api_key_file" in names:
+        if key is not None and parsed.get("api_key_file") is not None:
+            raise ConfigError(
+                "LAYERS_API_KEY",
+                "set either LAYERS_API_KEY or LAYERS_API_KEY_FILE/--api-key-file, not both",
+            )
+        if key is None and parsed.get("api_key_file") is None:
+            raise ConfigError(
+                "LAYERS_API_KEY", "no key: set LAYERS_API_KEY or LAYERS_API_KEY_FILE/--api-key-file"
+            )
+        if key is not None:
+            parsed["api_key"] = Secret(key.strip())
+    return Settings(**parsed)  # type: ignore[arg-type]
 
 
 def load_command(

@@ -6,20 +6,18 @@ names the setting in one line; the CLI turns it into exit code 2 (`exits.EXIT_CO
 Each setting is declared once, as a field of `Settings`: `option(flag, variable, default, help,
 parser)` gives the field its type, its parsed default (written as the operator would type it)
 and the `Option` from which the CLI builds the flag, `--help`, the variable look-up and the
-one-line error. `OPTIONS` is derived from the fields; which command takes which option is in
-`commands.py`.
+one-line error. `OPTIONS` is derived from the fields; which command takes which option, and
+how a command's settings are read (`load`), is in `commands.py`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from . import values
-from .options import OPTION, ConfigError, option
+from .options import OPTION, option
 from .secret import Secret
 from .values import AuthScheme, InjectMode, Listen, LogFormat, LogLevel
 
@@ -34,7 +32,6 @@ __all__ = [
     "LogFormat",
     "LogLevel",
     "Settings",
-    "load",
 ]
 
 
@@ -305,67 +302,3 @@ OPTIONS: Final = {
     for f in fields(Settings)
     if OPTION in f.metadata
 }
-
-
-def load(
-    flags: Mapping[str, str | None],
-    environ: Mapping[str, str],
-    *,
-    names: frozenset[str] = frozenset(OPTIONS),
-    overrides: Mapping[str, str] | None = None,
-    spelling: Mapping[str, str] | None = None,
-    hub: bool = False,
-) -> Settings:
-    """Builds Settings from the flags given (None when absent) and the environment.
-
-    With `hub`, an option's hub variable (`Option.hub_env`) is read before its own: flag >
-    hub variable > shared variable > default.
-
-    `names` limits the settings read to those the command uses; `overrides` replaces defaults
-    (the demo's shorter interval), still beaten by a flag or a variable; `spelling` names a flag
-    as the command spells it, for errors.
-    """
-    parsed: dict[str, object] = {}
-    defaulted: set[str] = set()
-    for name in sorted(names):
-        declared = OPTIONS[name]
-        flag = (spelling or {}).get(name, declared.flag)
-        text = flags.get(name)
-        source = flag
-        for env in (declared.hub_env if hub else None, declared.env):
-            if text is None and env is not None:
-                text = environ.get(env) or None
-                source = env
-        if text is None:
-            text = (overrides or {}).get(name, declared.default)
-            source = f"{flag} (default)"
-            defaulted.add(name)
-        if text is None:
-            continue
-        try:
-            parsed[name] = declared.parse(text)
-        except ValueError as error:
-            raise ConfigError(source, str(error)) from None
-
-    if parsed.get("wait") and "deadline" in defaulted:
-        # `check --wait` with no deadline given waits for ever: a kill switch at start-up
-        # holds the pod in Init until Layers clears it, however long that takes.
-        parsed["deadline"] = math.inf
-
-    if (parsed.get("tls_cert_file") is None) != (parsed.get("tls_key_file") is None):
-        raise ConfigError("--tls-cert-file", "HTTPS needs both --tls-cert-file and --tls-key-file")
-
-    key = environ.get("LAYERS_API_KEY") or None
-    if "api_key_file" in names:
-        if key is not None and parsed.get("api_key_file") is not None:
-            raise ConfigError(
-                "LAYERS_API_KEY",
-                "set either LAYERS_API_KEY or LAYERS_API_KEY_FILE/--api-key-file, not both",
-            )
-        if key is None and parsed.get("api_key_file") is None:
-            raise ConfigError(
-                "LAYERS_API_KEY", "no key: set LAYERS_API_KEY or LAYERS_API_KEY_FILE/--api-key-file"
-            )
-        if key is not None:
-            parsed["api_key"] = Secret(key.strip())
-    return Settings(**parsed)  # type: ignore[arg-type]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.commands import COMMANDS, load_command
+from sidecar.commands import COMMANDS, load, load_command
 from sidecar.options import ConfigError
 from sidecar.secret import Secret
-from sidecar.settings import OPTIONS, Settings, load
+from sidecar.settings import OPTIONS, Settings
 
 KEY = {"LAYERS_API_KEY": "lp_test_k1_FAKEsecretFAKE"}
 

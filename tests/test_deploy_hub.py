@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidecar.commands import load_command
-from sidecar.settings import load
+from sidecar.commands import load, load_command
 from tests.k8s import (
     DEPLOY_DIR,
     IMAGE_UID,

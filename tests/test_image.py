@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from sidecar import __version__
-from sidecar.settings import load
+from sidecar.commands import load
 from tests import container, image, kubelet, kubelet_pod, release, wiring
 from tests.container import KEY_FILE, Sandbox, Security
 from tests.image import Built, Store

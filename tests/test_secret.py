@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from sidecar.commands import load
 from sidecar.secret import Secret
-from sidecar.settings import load
 
 
 def test_the_secret_never_shows_itself() -> None:

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.commands import load
 from sidecar.options import ConfigError
-from sidecar.settings import AuthScheme, Listen, LogFormat, load
+from sidecar.settings import AuthScheme, Listen, LogFormat
 
 KEY = {"LAYERS_API_KEY": "lp_test_k1_FAKEsecretFAKE"}
 

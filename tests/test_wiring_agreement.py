@@ -9,7 +9,7 @@ resources, volumeMounts, restartPolicy, terminationMessagePolicy), the key's vol
 label, and everything of the workload's own.
 
 Normalised, each for a reason that leaves what the kubelet runs unchanged:
-- the environment is compared as the settings the program reads from it (`sidecar.settings.load`
+- the environment is compared as the settings the program reads from it (`sidecar.commands.load`
   over the variables the kubelet sets), not as a list: the components take LAYERS_API_URL from a
   generated ConfigMap (`envFrom`: its hashed name rolls the pods when the URL changes), and the
   chart writes out every setting its values hold, defaults included (`values.yaml` documents
@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar.commands import COMMANDS
+from sidecar.commands import COMMANDS, load
 from sidecar.injector.wiring import Wiring, wire
-from sidecar.settings import OPTIONS, Settings, load
+from sidecar.settings import OPTIONS, Settings
 from tests import kubelet, wiring
 from tests.k8s import container_env
 
