@@ -67,6 +67,7 @@ KINDS: Final = {
     "test_throttle": "inprocess",
     "test_options": "inprocess",
     "test_exits": "inprocess",
+    "test_filekind": "inprocess",
     "test_auth": "inprocess",
     "test_emulator_scenario": "inprocess",
     "test_emulator_demo": "inprocess",

@@ -49,6 +49,7 @@ PURE: Final = (
     "bodies",
     "commands",
     "exits",
+    "filekind",
     "headers",
     "jsonscan",
     "outcome",
@@ -59,6 +60,9 @@ PURE: Final = (
     "settings",
     "throttle",
     "values",
+    "injector/wiring",
+    "injector/patch",
+    "injector/review",
     "hub/cache",
     "emulator/scenario",
 )

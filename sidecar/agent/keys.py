@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from ..filekind import describe
 from ..secret import Secret
 from ..settings import Settings
 
@@ -89,7 +90,7 @@ def _read_bounded(path: Path) -> bytes:
             raise IsADirectoryError
         if not stat.S_ISREG(info.st_mode):
             raise KeyUnavailable(
-                f"key file {path} is not a regular file ({_kind(info.st_mode)}); "
+                f"key file {path} is not a regular file ({describe(info.st_mode)}); "
                 "mount the Secret as a file"
             )
         if info.st_size > MAX_KEY_FILE:
@@ -112,16 +113,6 @@ def _why(error: OSError) -> str:
     if error.errno == errno.ELOOP:
         return "it is a symlink loop"
     return error.strerror or type(error).__name__
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a file"
 
 
 KeySource = EnvKey | FileKey

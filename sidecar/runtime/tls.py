@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 from typing import Final
 
+from ..filekind import describe
 from ..options import ConfigError
 
 # A certificate chain or key is a few KiB; anything this large is not one.
@@ -30,18 +31,6 @@ def _refuse_password() -> bytes:
     raise _Encrypted
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
 def _open_checked(path: Path, setting: str) -> int:
     """A descriptor on `path`, checked to be a regular file of bounded size."""
     try:
@@ -51,7 +40,7 @@ def _open_checked(path: Path, setting: str) -> int:
     info = os.fstat(fd)
     problem = None
     if not stat.S_ISREG(info.st_mode):
-        problem = f"{path} is {_kind(info.st_mode)}; mount the Secret as a file"
+        problem = f"{path} is {describe(info.st_mode)}; mount the Secret as a file"
     elif info.st_size > MAX_PEM_FILE:
         problem = f"{path} is {info.st_size} bytes, too large for PEM (at most {MAX_PEM_FILE})"
     if problem is not None:
