@@ -1,18 +1,19 @@
-"""The HTTP runtime every role's server runs on: `serve` (the agent), `hub`, `emulate`.
+"""The HTTP runtime every role's server runs on: `serve` (the agent), `hub`, `emulate`, `injector`.
 
 - `server.py`: `listening(...)`, the bounded aiohttp server (idle timeout, a connection cap that
   evicts the oldest, the open-files limit raised and the cap sized to fit it, with
   `client_connections()` left for a role's outgoing pool) and `Address`, the bound address.
 - `errors.py`: aiohttp's and asyncio's error reports as rate-limited JSON lines (never the
   request bytes they quote).
-- `tls.py`: `server_context(cert, key)`, the server side of HTTPS: files read bounded and
-  non-blocking, an encrypted key refused without a prompt (one ConfigError line).
+- `tls.py`: `server_context(cert, key)` and `load_into` (a renewed pair), the server side of
+  HTTPS: files read bounded and non-blocking, an encrypted key refused without a prompt (one
+  ConfigError line).
 - `lifecycle.py`: `until_signalled` and `serving(...)`, the one lifecycle: start the site, log
   once, wait for SIGTERM/SIGINT (or a quit event), clean up.
 - `metrics.py`: what every role's registry shares (the build-info gauge, duration buckets).
 - `http.py`: small answer helpers shared by the handlers.
 
-How a role plugs in (the injector next):
+How a role plugs in (the injector is the latest to have done so):
 1. Write `async def run_<role>(settings: Settings, log: Log) -> int` that builds its
    `web.Application`. State that lives as long as the server (a poller, a cache, a client
    session) is owned by the app through `app.cleanup_ctx`: create it, store it under a typed
