@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -26,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from tests.support import free_port, http, wait_for
+from tests.monitoring import daemon
+from tests.support import free_port, http
 from tests.tools import tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,38 +84,20 @@ def alertmanager(tmp: Path, config: dict[str, Any]) -> Iterator[str]:
     checked = amtool("check-config", str(config_file))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp / "alertmanager.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_file}",
-                f"--storage.path={tmp / 'alertmanager'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",  # one instance, no gossip port
-                "--log.level=warn",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"alertmanager exited {proc.returncode}: {log.read_text()}")
-            return http("GET", url + "/-/ready", timeout=1).status == 200
-
-        wait_for(ready, timeout=20, what="Alertmanager to be ready")
+    with daemon(
+        "alertmanager",
+        [
+            binary,
+            f"--config.file={config_file}",
+            f"--storage.path={tmp / 'alertmanager'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",  # one instance, no gossip port
+            "--log.level=warn",
+        ],
+        port,
+        tmp / "alertmanager.log",
+    ) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def post_alerts(url: str, alerts: list[dict[str, Any]]) -> None:

@@ -208,6 +208,33 @@ HUB_DISCOVERY_LABELS = {
 
 
 @contextmanager
+def daemon(name: str, argv: list[str], port: int, log: Path) -> Iterator[str]:
+    """A Prometheus-family server (Prometheus, Alertmanager) started from `argv`, listening on
+    `port`, ready when its /-/ready says 200; its output in `log`; stopped on the way out."""
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {proc.returncode}: {log.read_text()}")
+            return http("GET", url + "/-/ready", timeout=1).status == 200
+
+        wait_for(ready, timeout=20, what=f"{name} to be ready")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextmanager
 def prometheus(tmp: Path, config: dict[str, Any], *flags: str) -> Iterator[str]:
     """Prometheus on a free loopback port with its own TSDB under `tmp`; killed on the way out.
     `flags` are added to its command line."""
@@ -219,38 +246,20 @@ def prometheus(tmp: Path, config: dict[str, Any], *flags: str) -> Iterator[str]:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp / "prometheus.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-                *flags,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"prometheus exited with {proc.returncode}: {log.read_text()}")
-            return http("GET", url + "/-/ready", timeout=1).status == 200
-
-        wait_for(ready, timeout=20, what="Prometheus to be ready")
+    with daemon(
+        "prometheus",
+        [
+            binary,
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+            *flags,
+        ],
+        port,
+        tmp / "prometheus.log",
+    ) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def api(url: str, path: str, **params: str) -> Any:
