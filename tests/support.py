@@ -7,7 +7,12 @@ without importing the tests.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import ssl as ssl_module
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,3 +193,48 @@ def certificates(directory: Path, *hosts: str) -> Tls:
         pem.write_to_path(str(tls.cert), append=n > 0)
     issued.private_key_pem.write_to_path(str(tls.key))
     return tls
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copies one direction of a tunnel until it closes."""
+    try:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+    finally:
+        writer.close()
+
+
+@contextlib.contextmanager
+def stream_server(handle: Handler, *, ssl: ssl_module.SSLContext | None = None) -> Iterator[int]:
+    """An asyncio stream server on a free loopback port, run in a thread of its own (the test's
+    own code blocks); yields the port, stops and cancels its connections on the way out."""
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        server = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", port, ssl=ssl))
+        started.set()
+        loop.run_forever()
+        server.close()
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(server.wait_closed())
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(timeout=10), "the loopback server did not start"
+    try:
+        yield port
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)

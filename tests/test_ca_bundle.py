@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import functools
 import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,9 @@ from tests.support import (
     clean_env,
     emulator,
     free_port,
+    pipe,
     start,
+    stream_server,
     wait_for,
 )
 
@@ -44,18 +45,6 @@ def tls_proxy(upstream_port: int, cert: Path, key: Path) -> Iterator[str]:
     """https://127.0.0.1:<port> terminating TLS in front of http://127.0.0.1:<upstream_port>."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            with contextlib.suppress(OSError):
-                while data := await reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-        finally:
-            writer.close()
 
     async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
@@ -67,30 +56,8 @@ def tls_proxy(upstream_port: int, cert: Path, key: Path) -> Iterator[str]:
             return
         await asyncio.gather(pipe(client_r, up_w), pipe(up_r, client_w))
 
-    async def serve() -> asyncio.Server:
-        return await asyncio.start_server(handle, "127.0.0.1", port, ssl=context)
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        server = loop.run_until_complete(serve())
-        started.set()
-        loop.run_forever()
-        server.close()
-        tasks = asyncio.all_tasks(loop)
-        for task in tasks:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        loop.run_until_complete(server.wait_closed())
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(timeout=10), "the TLS proxy did not start"
-    try:
+    with stream_server(handle, ssl=context) as port:
         yield f"https://127.0.0.1:{port}"
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
 
 
 def platform_sidecar() -> tuple[Obj, Obj]:

@@ -22,7 +22,6 @@ import contextlib
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,7 +47,9 @@ from tests.support import (
     command,
     emulator,
     free_port,
+    pipe,
     start,
+    stream_server,
     wait_for,
 )
 
@@ -69,19 +70,7 @@ class Tunnel:
 
 @contextlib.contextmanager
 def connect_proxy(to_port: int) -> Iterator[Tunnel]:
-    port = free_port()
-    tunnel = Tunnel(f"http://127.0.0.1:{port}")
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            with contextlib.suppress(OSError):
-                while data := await reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-        finally:
-            writer.close()
+    tunnel = Tunnel("")
 
     async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         head = await client_r.readuntil(b"\r\n\r\n")
@@ -98,25 +87,9 @@ def connect_proxy(to_port: int) -> Iterator[Tunnel]:
         client_w.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await asyncio.gather(pipe(client_r, up_w), pipe(up_r, client_w))
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        server = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", port))
-        started.set()
-        loop.run_forever()
-        server.close()
-        for task in asyncio.all_tasks(loop):
-            task.cancel()
-        loop.run_until_complete(asyncio.sleep(0))
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    try:
+    with stream_server(handle) as port:
+        tunnel.url = f"http://127.0.0.1:{port}"
         yield tunnel
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
 
 
 def project(spec: Obj, objects: list[Obj], c: Obj, root: Path) -> None:
